@@ -1,0 +1,160 @@
+"""The FILM interpolator: two frames and a time in, the frame between out.
+
+Pipeline (Reda et al., "FILM: Frame Interpolation for Large Motion", ECCV 2022):
+image pyramid → cascaded feature pyramid (``feature_extractor``) → residual
+flow pyramid in both directions (``pyramid_flow_estimator``) → backward warp of
+both frames' images and features to time ``dt`` → fusion (``fusion``) → RGB.
+
+Conventions (NCHW, RGB in [0, 1], pyramids finest first, flow channel 0 = x)
+are stated in ``util``. ``dt`` is (B, 1): 0 is ``x0``, 1 is ``x1``. The
+original TensorFlow model ignores its time input and always renders t = 0.5;
+this port honours ``dt`` (with dt = 0.5 it computes what the original does).
+
+Besides ``forward`` the scripted model exports the pieces of the pipeline so
+that callers can reuse work exactly: ``encode`` a frame once however many
+pairs it belongs to, ``estimate_flows`` once per pair however many times are
+rendered, then ``synthesize`` each frame. ``debug_forward`` returns every
+intermediate output that the original's SavedModel returns, for testing.
+"""
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+
+import util
+from feature_extractor import FeatureExtractor
+from fusion import Fusion
+from pyramid_flow_estimator import PyramidFlowEstimator, flow_pyramid_synthesis
+
+STYLE_CONFIG = dict(pyramid_levels=7, fusion_pyramid_levels=5, specialized_levels=3, sub_levels=4,
+                    filters=64, flow_convs=(3, 3, 3, 3), flow_filters=(32, 64, 128, 256))
+
+
+class Interpolator(nn.Module):
+    def __init__(self, pyramid_levels: int = 7, fusion_pyramid_levels: int = 5,
+                 specialized_levels: int = 3, sub_levels: int = 4, filters: int = 64,
+                 flow_convs: Sequence[int] = (3, 3, 3, 3),
+                 flow_filters: Sequence[int] = (32, 64, 128, 256)):
+        super().__init__()
+        flow_convs, flow_filters = tuple(int(c) for c in flow_convs), tuple(int(f) for f in flow_filters)
+        if not 1 <= sub_levels <= pyramid_levels:
+            raise ValueError(f'sub_levels must be in [1, pyramid_levels], got {sub_levels}')
+        if not 1 <= specialized_levels < pyramid_levels:
+            raise ValueError(f'specialized_levels must be in [1, pyramid_levels), got {specialized_levels}')
+        if not 2 <= fusion_pyramid_levels <= pyramid_levels:
+            raise ValueError(f'fusion_pyramid_levels must be in [2, pyramid_levels], got {fusion_pyramid_levels}')
+        if filters < 1 or min(flow_filters, default=0) < 2 or min(flow_convs, default=0) < 1:
+            raise ValueError('filters must be >= 1, flow_filters >= 2 and flow_convs >= 1')
+        self.config = dict(pyramid_levels=pyramid_levels, fusion_pyramid_levels=fusion_pyramid_levels,
+                           specialized_levels=specialized_levels, sub_levels=sub_levels, filters=filters,
+                           flow_convs=flow_convs, flow_filters=flow_filters)
+        self.pyramid_levels = pyramid_levels
+        self.fusion_pyramid_levels = fusion_pyramid_levels
+        # pyramid_levels is the one setting that no weight shape reveals: keep it
+        # in the state dict so that a saved state dict rebuilds the same network.
+        self.register_buffer('pyramid_levels_', torch.tensor(pyramid_levels, dtype=torch.int64))
+
+        feature_channels = FeatureExtractor.channels(filters, sub_levels, pyramid_levels)
+        self.feature_extractor = FeatureExtractor(filters, sub_levels)
+        self.flow_estimator = PyramidFlowEstimator(feature_channels, flow_convs, flow_filters, specialized_levels)
+        # Per level: both warped (image + features), then both flows.
+        aligned_channels = [2 * (3 + c) + 4 for c in feature_channels[:fusion_pyramid_levels]]
+        self.fusion = Fusion(aligned_channels, filters, specialized_levels)
+
+    @classmethod
+    def from_state_dict(cls, state_dict: Dict[str, Tensor]) -> 'Interpolator':
+        """Builds the network whose configuration the state dict's shapes imply, and loads it."""
+        import convert  # local import: keeps the module dependency-free for TorchScript users
+        model = cls(**convert.config_from_state_dict(state_dict))
+        model.load_state_dict(state_dict)
+        return model
+
+    def _check_inputs(self, x0: Tensor, x1: Tensor):
+        if x0.dim() != 4 or x0.shape[1] != 3 or x0.shape != x1.shape:
+            raise ValueError(f'x0 and x1 must both be (B, 3, H, W) of one shape, got '
+                             f'{list(x0.shape)} and {list(x1.shape)}')
+        smallest = 1 << (self.pyramid_levels - 1)
+        if x0.shape[2] < smallest or x0.shape[3] < smallest:
+            raise ValueError(f'frames must be at least {smallest}x{smallest} pixels for '
+                             f'{self.pyramid_levels} pyramid levels, got {x0.shape[2]}x{x0.shape[3]}: pad them')
+
+    @torch.jit.export
+    def encode(self, image: Tensor) -> Tuple[List[Tensor], List[Tensor]]:
+        """(image pyramid, feature pyramid) of one frame (B, 3, H, W)."""
+        image_pyramid = util.build_image_pyramid(image, self.pyramid_levels)
+        return image_pyramid, self.feature_extractor(image_pyramid)
+
+    def _residual_flows(self, features0: List[Tensor], features1: List[Tensor]) -> Tuple[List[Tensor], List[Tensor]]:
+        return self.flow_estimator(features0, features1), self.flow_estimator(features1, features0)
+
+    @torch.jit.export
+    def estimate_flows(self, features0: List[Tensor], features1: List[Tensor]) -> Tuple[List[Tensor], List[Tensor]]:
+        """(forward, backward) flow pyramids over the fusion levels.
+
+        The forward flow warps frame 1 onto frame 0's grid; the backward flow
+        warps frame 0 onto frame 1's. Scaled by ``1 - dt`` and ``dt`` they warp
+        both frames to time ``dt``.
+        """
+        forward_residuals, backward_residuals = self._residual_flows(features0, features1)
+        levels = self.fusion_pyramid_levels
+        return (flow_pyramid_synthesis(forward_residuals)[:levels],
+                flow_pyramid_synthesis(backward_residuals)[:levels])
+
+    def _warp_to_time(self, images0: List[Tensor], features0: List[Tensor], images1: List[Tensor],
+                      features1: List[Tensor], forward_flows: List[Tensor], backward_flows: List[Tensor],
+                      dt: Tensor) -> Tuple[List[Tensor], List[Tensor], List[Tensor]]:
+        """Fusion input per level, and the warped frame 0 and frame 1 pyramids."""
+        time = dt.to(images0[0].dtype).reshape(-1, 1, 1, 1)
+        aligned: List[Tensor] = []
+        warped0: List[Tensor] = []
+        warped1: List[Tensor] = []
+        for i in range(self.fusion_pyramid_levels):
+            backward_flow = backward_flows[i] * time
+            forward_flow = forward_flows[i] * (1.0 - time)
+            w0 = util.warp(torch.cat((images0[i], features0[i]), dim=1), backward_flow)
+            w1 = util.warp(torch.cat((images1[i], features1[i]), dim=1), forward_flow)
+            aligned.append(torch.cat((w0, w1, backward_flow, forward_flow), dim=1))
+            warped0.append(w0)
+            warped1.append(w1)
+        return aligned, warped0, warped1
+
+    @torch.jit.export
+    def synthesize(self, images0: List[Tensor], features0: List[Tensor], images1: List[Tensor],
+                   features1: List[Tensor], forward_flows: List[Tensor], backward_flows: List[Tensor],
+                   dt: Tensor) -> Tensor:
+        """The frame at ``dt`` from both frames' pyramids and the pair's flows."""
+        aligned, _, _ = self._warp_to_time(images0, features0, images1, features1, forward_flows,
+                                           backward_flows, dt)
+        return self.fusion(aligned)
+
+    def forward(self, x0: Tensor, x1: Tensor, dt: Tensor) -> Tensor:
+        """x0, x1: (B, 3, H, W) RGB in [0, 1]; dt: (B, 1) → the frame at dt, (B, 3, H, W)."""
+        self._check_inputs(x0, x1)
+        images0, features0 = self.encode(x0)
+        images1, features1 = self.encode(x1)
+        forward_flows, backward_flows = self.estimate_flows(features0, features1)
+        return self.synthesize(images0, features0, images1, features1, forward_flows, backward_flows, dt)
+
+    @torch.jit.export
+    def debug_forward(self, x0: Tensor, x1: Tensor, dt: Tensor) -> Dict[str, Tensor]:
+        """Every output of the original SavedModel, under its names (NCHW here)."""
+        self._check_inputs(x0, x1)
+        images0, features0 = self.encode(x0)
+        images1, features1 = self.encode(x1)
+        forward_residuals, backward_residuals = self._residual_flows(features0, features1)
+        forward_flows = flow_pyramid_synthesis(forward_residuals)[:self.fusion_pyramid_levels]
+        backward_flows = flow_pyramid_synthesis(backward_residuals)[:self.fusion_pyramid_levels]
+        aligned, warped0, warped1 = self._warp_to_time(images0, features0, images1, features1,
+                                                       forward_flows, backward_flows, dt)
+        outputs: Dict[str, Tensor] = {
+            'image': self.fusion(aligned),
+            'x0_warped': warped0[0][:, :3],
+            'x1_warped': warped1[0][:, :3],
+        }
+        for name, pyramid in (('forward_residual_flow_pyramid', forward_residuals),
+                              ('backward_residual_flow_pyramid', backward_residuals),
+                              ('forward_flow_pyramid', forward_flows),
+                              ('backward_flow_pyramid', backward_flows)):
+            for i, level in enumerate(pyramid):
+                outputs[name + '/' + str(i)] = level
+        return outputs
