@@ -99,10 +99,12 @@ def config_from_tf_variables(shapes: Mapping[str, Tuple[int, ...]], pyramid_leve
             raise ConversionError(f'missing or malformed variable {kernel}')
         flow_convs.append(max(predictors[predictor]) + 1 - 2)
         flow_filters.append(int(shapes[kernel][3]))
-    fusion_convs = {n.split('/')[1] for n in shapes if _FUSION.match(n)}
-    if len(fusion_convs) < 4 or (len(fusion_convs) - 1) % 3:
-        raise ConversionError(f'expected 3 fusion convs per level plus an output conv, found {len(fusion_convs)}')
-    return dict(pyramid_levels=pyramid_levels, fusion_pyramid_levels=(len(fusion_convs) - 1) // 3 + 1,
+    # Each fusion level but the coarsest has exactly one 2×2 (upsampling) conv;
+    # counting those, rather than all convs, lets an extra conv be named below.
+    up_convs = [n for n in shapes if _FUSION.match(n) and n.endswith('/kernel:0') and tuple(shapes[n][:2]) == (2, 2)]
+    if not up_convs:
+        raise ConversionError('no fusion/conv2d_* 2x2 kernels: not a FILM fusion decoder')
+    return dict(pyramid_levels=pyramid_levels, fusion_pyramid_levels=len(up_convs) + 1,
                 specialized_levels=len(specialized), sub_levels=(max(feature_convs) + 2) // 2,
                 filters=int(shapes[first][3]), flow_convs=tuple(flow_convs), flow_filters=tuple(flow_filters))
 
