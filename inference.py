@@ -252,7 +252,7 @@ def make_frames(model: torch.nn.Module, first: np.ndarray, second: np.ndarray,
 
 # --------------------------------------------------------------------------- command line
 
-class _OneLineParser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (exit status 2)."""
 
     def error(self, message: str):
@@ -334,7 +334,7 @@ bad arguments, 130 when interrupted."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(prog=os.path.basename(sys.argv[0]) if sys.argv[0] else "inference.py",
+    parser = OneLineParser(prog=os.path.basename(sys.argv[0]) if sys.argv[0] else "inference.py",
                             description=DESCRIPTION, epilog=EPILOG,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_path",
@@ -373,7 +373,7 @@ class _StderrHandler(logging.Handler):
             self.handleError(record)
 
 
-def _set_up_logging() -> None:
+def set_up_logging() -> None:
     if not any(isinstance(handler, _StderrHandler) for handler in log.handlers):
         log.addHandler(_StderrHandler())
         log.setLevel(logging.INFO)
@@ -393,7 +393,7 @@ def _check_output_spares_inputs(save_path: str, kind: str, inputs: Sequence[str]
             raise UserError(f"the output folder would overwrite the input {path}: choose another folder")
 
 
-def _format_fps(fps: Fraction) -> str:
+def format_fps(fps: Fraction) -> str:
     return str(fps.numerator) if fps.denominator == 1 else f"{float(fps):.3f}".rstrip("0").rstrip(".")
 
 
@@ -441,7 +441,7 @@ def run(args: argparse.Namespace) -> int:
 
     seconds = time.perf_counter() - started
     playback = "" if kind == "png" else \
-        f" at {_format_fps(args.fps)} fps ({float(len(order) / args.fps):.2f} s" \
+        f" at {format_fps(args.fps)} fps ({float(len(order) / args.fps):.2f} s" \
         f"{', img1 -> img2 -> back' if pingpong else ''})"
     print(f"{args.frames} in-between frames ({args.mode} mode, {len(schedule.steps)} model runs, "
           f"{compute_seconds:.1f} s on {device.type}) for {width}x{height} images; "
@@ -452,7 +452,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    _set_up_logging()
+    set_up_logging()
     try:
         return run(args)
     except (UserError, media_io.MediaError) as error:

@@ -1,0 +1,437 @@
+"""Reading a video or a folder of frames as timed, upright frames, and carrying a video's audio over.
+
+Conventions used throughout this module:
+
+- Times are exact ``fractions.Fraction`` seconds. A video frame's time is its
+  pts × its stream's time base, as stored in the file (no shift); a folder's
+  frame ``i`` is at ``i / folder_fps``.
+- A source frame's pixels are an (H, W, 3) RGB array: uint8 for decoded video,
+  float32 in [0, 1] for image files (which may hold 16 bits per sample).
+  ``as_uint8`` and ``as_float`` convert either kind.
+- Frames are delivered upright: a video stream's display matrix (the
+  "rotate" of phone videos) is applied to the pixels with ``rotate_upright``,
+  and image files are turned by their EXIF orientation (``media_io``).
+  ``width`` and ``height`` are the upright size.
+- Sources are streaming: ``frames()`` decodes one frame at a time; only the
+  first two are decoded ahead, when the source is opened, so that a file
+  with fewer than two frames is refused before any output is started.
+- Audio packets of a video are collected while its video is decoded (in the
+  file's own interleaving) and passed on by ``AudioTransfer``, which copies
+  them unchanged when the output container accepts their codec and re-encodes
+  them to AAC otherwise. Timestamps are shifted by the same offset as the
+  video, so picture and sound stay in sync.
+- Problems with the user's files raise ``media_io.MediaError`` with a one-line
+  message.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import re
+from fractions import Fraction
+from typing import Deque, Iterator, List, NamedTuple, Optional, Sequence
+
+import av
+import numpy as np
+
+import media_io
+from media_io import MediaError
+
+log = media_io.log
+
+# Extensions of the image files a frame folder is made of (all read by OpenCV).
+FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".exr")
+# Frame rates with a larger denominator than this (the average rate of a
+# variable-rate file is often something like 1350000/45043) are rounded to the
+# nearest fraction that has one; 1001 keeps 24000/1001, 30000/1001... exact.
+MAX_RATE_DENOMINATOR = 1001
+
+
+class SourceFrame(NamedTuple):
+    time: Fraction       # seconds
+    pixels: np.ndarray   # (H, W, 3) RGB, uint8 or float32 in [0, 1]; see the module docstring
+
+
+def as_uint8(pixels: np.ndarray) -> np.ndarray:
+    return pixels if pixels.dtype == np.uint8 else media_io.to_uint8(pixels)
+
+
+def as_float(pixels: np.ndarray) -> np.ndarray:
+    if pixels.dtype == np.uint8:
+        return pixels.astype(np.float32) * np.float32(1 / 255)
+    return pixels.astype(np.float32, copy=False)
+
+
+def natural_sort_key(name: str) -> list:
+    """Sort key that orders runs of digits by value: frame2 before frame10."""
+    # re.split with a capturing group alternates text and digit runs, starting
+    # with (possibly empty) text, so keys always compare str with str and int with int.
+    parts = re.split(r"(\d+)", name)
+    return [int(part) if index % 2 else part.lower() for index, part in enumerate(parts)] + [name]
+
+
+def rotate_upright(pixels: np.ndarray, rotation: int) -> np.ndarray:
+    """Apply a display rotation: ``rotation`` degrees counter-clockwise (PyAV's ``VideoFrame.rotation``).
+
+    Rotations are rounded to the nearest quarter turn; FFmpeg players do the same.
+    """
+    quarter_turns = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(pixels, k=quarter_turns)) if quarter_turns else pixels
+
+
+def tidy_rate(rate: Fraction) -> Fraction:
+    """A frame rate with at most MAX_RATE_DENOMINATOR as denominator (see there)."""
+    rate = Fraction(rate)
+    return rate if rate.denominator <= MAX_RATE_DENOMINATOR else rate.limit_denominator(MAX_RATE_DENOMINATOR)
+
+
+def _describe_av_error(error: BaseException) -> str:
+    text = getattr(error, "strerror", None) or str(error)
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+
+
+class FrameSource:
+    """What the interpolation needs to know about an input; see the module docstring."""
+
+    path: str
+    name: str                 # used for the default output name
+    width: int
+    height: int
+    rate: Fraction            # nominal (average) frame rate
+    time_resolution: Fraction  # timestamps are exact to within half of this (0: exact)
+    frame_count: Optional[int]  # None when the file does not say
+    audio_streams: Sequence = ()
+    audio_packets: Deque      # filled while frames() runs; see AudioTransfer
+    start_time: Fraction      # the first frame's time
+
+    def frames(self) -> Iterator[SourceFrame]:
+        raise NotImplementedError
+
+    def discard_audio(self) -> None:
+        """Stop collecting audio packets (when the output cannot take them)."""
+        self.audio_streams = []
+        self.audio_packets.clear()
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "FrameSource":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+class FolderSource(FrameSource):
+    """A folder of image files, in natural order of their names, at ``fps`` frames per second."""
+
+    def __init__(self, path: str, fps: Fraction):
+        if fps <= 0:
+            raise ValueError(f"fps must be positive, not {fps}")
+        self.path = path
+        self.name = os.path.basename(os.path.abspath(path))
+        names = [name for name in os.listdir(path)
+                 if name.lower().endswith(FRAME_EXTENSIONS) and not name.startswith(".")
+                 and os.path.isfile(os.path.join(path, name))]
+        if not names:
+            raise MediaError(f"no images in the folder {path} (looked for {', '.join(FRAME_EXTENSIONS)})")
+        if len(names) < 2:
+            raise MediaError(f"the folder {path} holds only 1 image: at least 2 frames are needed")
+        self.files = [os.path.join(path, name) for name in sorted(names, key=natural_sort_key)]
+        self.rate = Fraction(fps)
+        self.time_resolution = Fraction(0)
+        self.frame_count = len(self.files)
+        self.start_time = Fraction(0)
+        self.audio_streams = []
+        self.audio_packets = collections.deque()
+        self._first = media_io.read_image(self.files[0])
+        self.height, self.width = self._first.shape[:2]
+
+    def frames(self) -> Iterator[SourceFrame]:
+        for index, file in enumerate(self.files):
+            pixels = self._first if index == 0 else media_io.read_image(file)
+            if index == 0:
+                self._first = None  # not kept for the whole run
+            if pixels.shape[:2] != (self.height, self.width):
+                raise MediaError(f"{os.path.basename(file)} is {pixels.shape[1]}x{pixels.shape[0]} but "
+                                 f"{os.path.basename(self.files[0])} is {self.width}x{self.height}: "
+                                 f"all frames in {self.path} must have one size")
+            yield SourceFrame(index / self.rate, pixels)
+
+
+class VideoSource(FrameSource):
+    """The first video stream of a file FFmpeg can read (cover pictures are not video)."""
+
+    def __init__(self, path: str, keep_audio: bool = True):
+        self.path = path
+        self.name = os.path.splitext(os.path.basename(path))[0]
+        self.container = None
+        try:
+            self.container = av.open(path, mode="r")
+        except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
+            raise MediaError(f"cannot read {path} as a video: {_describe_av_error(error)}") from None
+        try:
+            self._open_streams(keep_audio)
+            # Decoding two frames now finds unreadable and too short inputs
+            # before an output is created; they are delivered first by frames().
+            self._decoded = self._decode()
+            self._ahead: List[SourceFrame] = []
+            for frame in self._decoded:
+                self._ahead.append(frame)
+                if len(self._ahead) == 2:
+                    break
+            if not self._ahead:
+                raise MediaError(f"no video frame could be decoded from {path}")
+            if len(self._ahead) < 2:
+                raise MediaError(f"{path} has only 1 video frame: at least 2 are needed")
+        except BaseException:
+            self.close()
+            raise
+        self.height, self.width = self._ahead[0].pixels.shape[:2]
+        self.start_time = self._ahead[0].time
+
+    def _open_streams(self, keep_audio: bool) -> None:
+        videos = [stream for stream in self.container.streams.video
+                  if not stream.disposition & av.stream.Disposition.attached_pic]
+        if not videos:
+            raise MediaError(f"no video stream in {self.path}")
+        self.stream = videos[0]
+        self.time_base = Fraction(self.stream.time_base) if self.stream.time_base else Fraction(1, 90000)
+        # Each timestamp is the true time rounded to a tick of the time base.
+        self.time_resolution = self.time_base
+        rate = self.stream.average_rate or self.stream.guessed_rate or self.stream.base_rate
+        if not rate:
+            raise MediaError(f"cannot tell the frame rate of {self.path}")
+        self.rate = tidy_rate(rate)
+        self.frame_count = self.stream.frames or None
+        if self.frame_count is None and self.container.duration:
+            # Container duration is in microseconds (AV_TIME_BASE).
+            self.frame_count = max(2, round(Fraction(self.container.duration, 1_000_000) * self.rate))
+        self.audio_streams = list(self.container.streams.audio) if keep_audio else []
+        self.audio_packets = collections.deque()
+        self.dropped_frames = 0
+
+    def _decode(self) -> Iterator[SourceFrame]:
+        stream = self.stream
+        previous_time: Optional[Fraction] = None
+        try:
+            for packet in self.container.demux([stream, *self.audio_streams]):
+                if packet.stream.index != stream.index:
+                    # demux ends each stream with an empty packet
+                    if packet.size and self.audio_streams:
+                        self.audio_packets.append(packet)
+                    continue
+                for frame in packet.decode():
+                    if frame.pts is None:
+                        # Some raw streams carry no timestamps: assume the nominal rate.
+                        time = Fraction(0) if previous_time is None else previous_time + 1 / self.rate
+                    else:
+                        time = frame.pts * Fraction(frame.time_base or self.time_base)
+                    if previous_time is not None and time <= previous_time:
+                        # A broken file can repeat or reorder timestamps; a frame
+                        # that is not later than the previous one cannot be placed.
+                        self.dropped_frames += 1
+                        continue
+                    previous_time = time
+                    pixels = frame.to_ndarray(format="rgb24")
+                    yield SourceFrame(time, rotate_upright(pixels, frame.rotation))
+        except av.FFmpegError as error:
+            raise MediaError(f"cannot decode {self.path}: {_describe_av_error(error)}") from None
+
+    def frames(self) -> Iterator[SourceFrame]:
+        ahead, self._ahead = self._ahead, []
+        yield from ahead
+        del ahead
+        for frame in self._decoded:
+            if frame.pixels.shape[:2] != (self.height, self.width):
+                raise MediaError(f"the frame size of {self.path} changes at {float(frame.time):.3f} s "
+                                 f"(from {self.width}x{self.height} to "
+                                 f"{frame.pixels.shape[1]}x{frame.pixels.shape[0]})")
+            yield frame
+        if self.dropped_frames:
+            log.warning(f"{self.dropped_frames} frames of {self.path} had a timestamp not after the "
+                        f"previous frame's and were skipped")
+
+    def close(self) -> None:
+        container, self.container = self.container, None
+        if container is not None:
+            container.close()
+
+
+def open_source(path: str, folder_fps: Fraction, keep_audio: bool = True) -> FrameSource:
+    """A FolderSource for a folder, else a VideoSource; missing paths are a MediaError."""
+    if not os.path.exists(path):
+        raise MediaError(f"input not found: {path}")
+    if os.path.isdir(path):
+        return FolderSource(path, folder_fps)
+    return VideoSource(path, keep_audio=keep_audio)
+
+
+# --------------------------------------------------------------------------- audio
+
+# Audio codecs that MP4 and MOV outputs take unchanged; Matroska takes whatever
+# FFmpeg can put in it. MP4 could technically hold Opus or FLAC too, but many
+# players cannot play them there, so those are re-encoded.
+_COPYABLE_AUDIO = {
+    "mp4": {"aac", "mp3", "ac3", "eac3", "alac"},
+    "mov": {"aac", "mp3", "ac3", "eac3", "alac", "pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s24be"},
+}
+AAC_SAMPLE_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
+AAC_BITS_PER_SECOND_PER_CHANNEL = 96_000
+
+
+class _CopiedStream:
+    """Packets of one input stream muxed unchanged into one output stream."""
+
+    def __init__(self, source, output, offset: Fraction):
+        self.source, self.output = source, output
+        self.time_base = Fraction(source.time_base)
+        self.offset_ticks = round(offset / self.time_base)
+        self.held = None        # latest packet ending before the video starts
+        self.started = False
+
+    def send(self, packet, mux) -> None:
+        if packet.pts is not None:
+            packet.pts -= self.offset_ticks
+        if packet.dts is not None:
+            packet.dts -= self.offset_ticks
+        if not self.started:
+            start = packet.pts if packet.pts is not None else packet.dts
+            if start is not None and start + (packet.duration or 0) <= 0:
+                # Sound from before the first video frame is left out, except
+                # the last packet: AAC and MP3 decoders need the packet before
+                # the first one they play (MP4 files even start with such a
+                # "priming" packet at a negative time).
+                self.held = packet
+                return
+            self.started = True
+            if self.held is not None:
+                self._mux(self.held, mux)
+                self.held = None
+        self._mux(packet, mux)
+
+    def _mux(self, packet, mux) -> None:
+        packet.stream = self.output
+        mux(packet)
+
+    def finish(self, mux) -> None:
+        pass
+
+
+class _ReencodedStream:
+    """Packets of one input stream decoded and encoded to AAC, cut to start with the video."""
+
+    def __init__(self, source, output, offset: Fraction):
+        self.source, self.output = source, output
+        self.offset = offset
+        self.decoder = source.codec_context
+        self.next_start: Optional[Fraction] = None  # input time at which the previous frame ended
+
+    def send(self, packet, mux) -> None:
+        for frame in self.decoder.decode(packet):
+            self._encode(frame, mux)
+
+    def _encode(self, frame, mux) -> None:
+        rate = frame.sample_rate
+        if frame.pts is not None and frame.time_base is not None:
+            start = frame.pts * Fraction(frame.time_base)
+            # Container timestamps can be coarser than a sample (1 ms in
+            # Matroska): a frame stamped within a tick of where the previous
+            # one ended follows on from it exactly, so the sound stays
+            # seamless and is cut at the right sample.
+            tolerance = max(Fraction(frame.time_base), Fraction(1, rate))
+            if self.next_start is not None and abs(start - self.next_start) <= tolerance:
+                start = self.next_start
+            self.next_start = start + Fraction(frame.samples, rate)
+            start -= self.offset
+            skip = max(0, round(-start * rate))
+            if skip >= frame.samples:
+                return
+            if skip:
+                frame, start = self._without_first_samples(frame, skip), start + Fraction(skip, rate)
+            frame.time_base = Fraction(1, rate)
+            frame.pts = round(start * rate)
+        for packet in self.output.encode(frame):
+            mux(packet)
+
+    @staticmethod
+    def _without_first_samples(frame, skip: int):
+        """The frame without its first ``skip`` samples (the sound from before the first video frame)."""
+        samples = frame.to_ndarray()
+        if frame.format.is_planar:   # (channels, samples)
+            kept = samples[:, skip:]
+        else:                        # (1, samples * channels), interleaved
+            channels = len(frame.layout.channels)
+            kept = samples.reshape(-1, channels)[skip:].reshape(1, -1)
+        trimmed = av.AudioFrame.from_ndarray(np.ascontiguousarray(kept), format=frame.format.name,
+                                             layout=frame.layout.name)
+        trimmed.sample_rate = frame.sample_rate
+        return trimmed
+
+    def finish(self, mux) -> None:
+        for frame in self.decoder.decode(None):
+            self._encode(frame, mux)
+        for packet in self.output.encode(None):
+            mux(packet)
+
+
+class AudioTransfer:
+    """Carries the audio streams of a video into an output container, in sync with its video.
+
+    ``offset`` is the input time that becomes time 0 of the output (the first
+    video frame's time). Streams are added to ``container`` here, so this must
+    be created before the first packet is muxed. Send every demuxed audio
+    packet to ``send``, then call ``finish``.
+    """
+
+    def __init__(self, streams: Sequence, container, offset: Fraction):
+        self.container = container
+        self.copied: List[str] = []
+        self.reencoded: List[str] = []
+        self._streams = {}
+        format_name = container.format.name.split(",")[0]
+        copyable = _COPYABLE_AUDIO.get(format_name)
+        if copyable is None:
+            copyable = container.supported_codecs
+        for stream in streams:
+            codec = stream.codec_context.codec.canonical_name
+            label = f"#{stream.index} {codec}"
+            if codec in copyable:
+                output = container.add_stream_from_template(stream)
+                self._streams[stream.index] = _CopiedStream(stream, output, offset)
+                self.copied.append(label)
+            else:
+                output = self._add_aac_stream(stream)
+                self._streams[stream.index] = _ReencodedStream(stream, output, offset)
+                self.reencoded.append(label)
+
+    def _add_aac_stream(self, source):
+        rate = source.codec_context.sample_rate
+        if rate not in AAC_SAMPLE_RATES:
+            rate = 48000
+        channels = source.codec_context.channels or 2
+        layout = {1: "mono", 2: "stereo", 6: "5.1"}.get(channels, "stereo")
+        output = self.container.add_stream("aac", rate=rate, layout=layout)
+        output.bit_rate = AAC_BITS_PER_SECOND_PER_CHANNEL * min(channels, len(av.AudioLayout(layout).channels))
+        language = source.metadata.get("language")
+        if language:
+            output.metadata["language"] = language
+        return output
+
+    def send(self, packet) -> None:
+        try:
+            self._streams[packet.stream.index].send(packet, self.container.mux)
+        except av.FFmpegError as error:
+            raise MediaError(f"cannot carry over audio stream #{packet.stream.index}: "
+                             f"{_describe_av_error(error)}") from None
+
+    def send_all(self, packets: Deque) -> None:
+        while packets:
+            self.send(packets.popleft())
+
+    def finish(self) -> None:
+        try:
+            for stream in self._streams.values():
+                stream.finish(self.container.mux)
+        except av.FFmpegError as error:
+            raise MediaError(f"cannot finish the audio: {_describe_av_error(error)}") from None
