@@ -1,0 +1,311 @@
+"""Speed and memory of this FILM port on the CPU, printed as a table.
+
+    python benchmark.py            # the full run (Style network, about 15 min on 2 cores)
+    python benchmark.py --quick    # smoke run: tiny network, small frames (seconds)
+
+Every measurement runs in a child process of its own, so that each row's peak
+RSS (``ru_maxrss``) is that workload's alone. The network is the released
+Style configuration (filters 64, 34.4 M parameters) with random weights:
+speed does not depend on the weights' values. Workloads (as in the issue):
+
+  A  one mid frame at 1280x704; the same network in TensorFlow
+     (tests/tf_film.py, same weights) measured in the same run, with the ratio
+  B  7 in-between frames for the two photos (1024x768), each inference.py mode,
+     and the baseline of one forward() per frame
+  C  2x a 720p sequence through the video path (each frame encoded once,
+     flows once per pair) against one forward() per pair
+  D  one 3840x2160 frame, tiled to fit the memory budget
+
+Columns: seconds per output frame (A: median of --repeats runs after a
+warm-up; B-D: one timed run after a warm-up, divided by the frames it made),
+counted GFLOP/s (convolution multiply-adds x 2, counted by
+torch.utils.flop_counter on the meta device, divided by that time), and the
+child process's peak RSS.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Dict, List
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+STYLE = dict(filters=64, flow_filters=(32, 64, 128, 256))
+QUICK = dict(filters=4, flow_filters=(4, 4, 8, 8))
+
+
+def build_model(config: Dict, seed: int = 0):
+    import torch
+    from interpolator import Interpolator
+    torch.manual_seed(seed)
+    model = Interpolator(**config).eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith('bias'):
+                parameter.normal_(std=0.05)
+    return model
+
+
+def frames_of_size(height: int, width: int, count: int = 2, seed: int = 0):
+    """A textured pattern moving a few pixels per frame: (1, 3, H, W) tensors in [0, 1]."""
+    import torch
+    import torch.nn.functional as F
+    generator = torch.Generator().manual_seed(seed)
+    base = F.interpolate(torch.rand(1, 3, height // 16 + 2, width // 16 + 2, generator=generator),
+                         size=(height + 64, width + 64), mode='bicubic', align_corners=False).clamp(0, 1)
+    return [base[:, :, 4 * i:4 * i + height, 6 * i:6 * i + width].contiguous() for i in range(count)]
+
+
+def counted_gflop(model, run) -> float:
+    """Convolution FLOPs of run(model_on_meta) in GFLOP, counted without computing."""
+    import copy
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    meta_model = copy.deepcopy(model).to('meta')
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        run(meta_model, 'meta')
+    return counter.get_total_flops() / 1e9
+
+
+def peak_rss_mb() -> float:
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ----------------------------------------------------------------------------- child workloads
+
+def child_a_torch(args) -> Dict:
+    import torch
+    config = QUICK if args.quick else STYLE
+    height, width = (128, 192) if args.quick else (704, 1280)
+    model = torch.jit.script(build_model(config))
+    x0, x1 = frames_of_size(height, width)
+    dt = torch.full((1, 1), 0.5)
+    times = []
+    with torch.no_grad():
+        model(x0, x1, dt)  # warm-up
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            model(x0, x1, dt)
+            times.append(time.perf_counter() - start)
+    gflop = counted_gflop(build_model(config), lambda m, d: m(x0.to(d), x1.to(d), dt.to(d)))
+    return dict(seconds=statistics.median(times), gflop=gflop, frames=1)
+
+
+def child_a_tensorflow(args) -> Dict:
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+    sys.path.insert(0, os.path.join(ROOT, 'tests'))
+    import numpy as np
+    import tensorflow as tf
+    import tf_film
+    import convert
+    config = QUICK if args.quick else STYLE
+    height, width = (128, 192) if args.quick else (704, 1280)
+    torch_model = build_model(config)
+    weights = {}
+    for key, tensor in torch_model.state_dict().items():
+        if key == convert.PYRAMID_LEVELS_KEY:
+            continue
+        array = tensor.numpy()
+        weights[convert.tf_name_for(key, torch_model.fusion_pyramid_levels)] = \
+            array.transpose(2, 3, 1, 0) if array.ndim == 4 else array
+    tf_model = tf_film.build_tf_film(dict(torch_model.config))
+    tf_film.set_weights_by_name(tf_model, weights)
+    x0, x1 = (f.permute(0, 2, 3, 1).numpy() for f in frames_of_size(height, width))
+    inputs = {'x0': tf.constant(x0), 'x1': tf.constant(x1), 'time': tf.constant([[0.5]], tf.float32)}
+    # A traced function, as a loaded SavedModel runs (no Python per layer).
+    call = tf.function(lambda batch: tf_model(batch, training=False)['image'])
+    call(inputs).numpy()  # warm-up (traces)
+    times = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        call(inputs).numpy()
+        times.append(time.perf_counter() - start)
+    gflop = counted_gflop(torch_model, lambda m, d: m(*(t.to(d) for t in frames_of_size(height, width)),
+                                                      torch_full(d)))
+    return dict(seconds=statistics.median(times), gflop=gflop, frames=1)
+
+
+def torch_full(device):
+    import torch
+    return torch.full((1, 1), 0.5, device=device)
+
+
+def child_b(args) -> Dict:
+    """7 in-between frames of the two photos in one inference.py mode."""
+    import torch
+    import frame_schedule
+    import inference
+    import media_io
+    config = QUICK if args.quick else STYLE
+    model = torch.jit.script(build_model(config))
+    first = media_io.read_image(os.path.join(ROOT, 'photos', 'one.png'))
+    second = media_io.read_image(os.path.join(ROOT, 'photos', 'two.png'))
+    if args.quick:
+        first, second = first[:128, :192], second[:128, :192]
+    mode, _, reuse = args.variant.partition('+')
+    schedule = frame_schedule.make_schedule(mode, 7)
+    reuse = reuse != 'forward'
+    warm = [t[:, :, :128, :128] for t in frames_of_size(128, 128)]
+    with torch.no_grad():
+        model(warm[0], warm[1], torch.full((1, 1), 0.5))
+    start = time.perf_counter()
+    inference.make_frames(model, first, second, schedule, torch.device('cpu'), torch.float32,
+                          reuse=reuse, show_progress=False)
+    seconds = time.perf_counter() - start
+
+    def count(meta_model, device):
+        x0 = inference.pad_to_multiple(inference.image_to_tensor(first))[0].to(device)
+        x1 = inference.pad_to_multiple(inference.image_to_tensor(second))[0].to(device)
+        for _ in inference.run_schedule(meta_model, x0, x1, schedule, reuse=reuse):
+            pass
+    gflop = counted_gflop(build_model(config), count)
+    return dict(seconds=seconds / 7, gflop=gflop / 7, frames=7)
+
+
+def child_c(args) -> Dict:
+    """2x frame rate of a 720p sequence: reuse (encode once per frame) or forward per pair."""
+    import torch
+    config = QUICK if args.quick else STYLE
+    height, width = (72, 128) if args.quick else (720, 1280)
+    count = args.sequence_frames
+    model = torch.jit.script(build_model(config))
+    frames = frames_of_size(height, width, count)
+    padded = [torch.nn.functional.pad(f, (0, -width % 64, 0, -height % 64), mode='replicate') for f in frames]
+    half = torch.full((1, 1), 0.5)
+
+    def video_path(m, device):
+        previous = m.encode(padded[0].to(device))
+        for frame in padded[1:]:
+            current = m.encode(frame.to(device))
+            flows = m.estimate_flows(previous[1], current[1])
+            m.synthesize(previous[0], previous[1], current[0], current[1], flows[0], flows[1], half.to(device))
+            previous = current
+
+    def forward_per_pair(m, device):
+        for a, b in zip(padded, padded[1:]):
+            m(a.to(device), b.to(device), half.to(device))
+
+    run = video_path if args.variant == 'reuse' else forward_per_pair
+    with torch.no_grad():
+        model(padded[0], padded[1], half)  # warm-up
+        start = time.perf_counter()
+        run(model, 'cpu')
+        seconds = time.perf_counter() - start
+    gflop = counted_gflop(build_model(config), run)
+    return dict(seconds=seconds / (count - 1), gflop=gflop / (count - 1), frames=count - 1)
+
+
+def child_d(args) -> Dict:
+    import torch
+    import tiling
+    config = QUICK if args.quick else STYLE
+    height, width = (256, 448) if args.quick else (2160, 3840)
+    model = torch.jit.script(build_model(config))
+    budget = 8 << 30
+    tile = tiling.choose_tile_size(height, width, budget // (16 if args.quick else 2), filters=config['filters'])
+    x0, x1 = frames_of_size(height, width)
+    dt = torch.full((1, 1), 0.5)
+    with torch.no_grad():
+        model(x0[:, :, :128, :128], x1[:, :, :128, :128], dt)
+        start = time.perf_counter()
+        if tile is None:
+            model(x0, x1, dt)
+        else:
+            tiling.interpolate_tiled(model, x0, x1, dt, tile_size=tile)
+        seconds = time.perf_counter() - start
+    return dict(seconds=seconds, gflop=None, frames=1, note=f'tile {tile}' if tile else 'untiled')
+
+
+CHILDREN = {'A': {'torch': child_a_torch, 'tensorflow': child_a_tensorflow},
+            'B': {'forward-per-frame': child_b, 'balanced': child_b, 'recursive': child_b, 'direct': child_b},
+            'C': {'forward-per-pair': child_c, 'reuse': child_c},
+            'D': {'tiled': child_d}}
+VARIANT_ARG = {'forward-per-frame': 'balanced+forward'}
+
+
+# ----------------------------------------------------------------------------- parent
+
+def run_child(workload: str, variant: str, args) -> Dict:
+    command = [sys.executable, os.path.abspath(__file__), '--child', workload, variant,
+               '--repeats', str(args.repeats), '--sequence_frames', str(args.sequence_frames)]
+    if args.quick:
+        command.append('--quick')
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    if result.returncode != 0:
+        raise RuntimeError(f'{workload}/{variant} failed:\n{result.stderr[-3000:]}')
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def format_table(rows: List[Dict]) -> str:
+    lines = ['| workload | variant | s / output frame | counted GFLOP/s | peak RSS | notes |',
+             '|---|---|---|---|---|---|']
+    for row in rows:
+        rate = f"{row['gflop'] / row['seconds']:.0f}" if row.get('gflop') else '–'
+        lines.append(f"| {row['workload']} | {row['variant']} | {row['seconds']:.2f} | {rate} | "
+                     f"{row['rss_mb'] / 1024:.2f} GB | {row.get('note', '')} |")
+    return '\n'.join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--quick', action='store_true', help='tiny network and frames: a smoke run for CI')
+    parser.add_argument('--workloads', default='ABCD', help='which workloads to run (default: ABCD)')
+    parser.add_argument('--repeats', type=int, default=3, help='timed runs for workload A (median; default 3)')
+    parser.add_argument('--sequence_frames', type=int, default=30,
+                        help='frames of the workload C sequence (default 30)')
+    parser.add_argument('--child', nargs=2, metavar=('WORKLOAD', 'VARIANT'), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or args.sequence_frames < 2:
+        parser.error('--repeats must be >= 1 and --sequence_frames >= 2')
+    sys.path.insert(0, ROOT)
+
+    if args.child:
+        workload, variant = args.child
+        args.variant = VARIANT_ARG.get(variant, variant)
+        import torch
+        # As in inference.py: TorchScript's profiling executor re-specialises
+        # for every new input size (seconds each) and gains nothing here.
+        with torch.jit.optimized_execution(False):
+            result = CHILDREN[workload][variant](args)
+        result['rss_mb'] = peak_rss_mb()
+        print(json.dumps(result))
+        return 0
+
+    unknown = set(args.workloads) - set(CHILDREN)
+    if unknown:
+        parser.error(f'unknown workloads {sorted(unknown)}; choose from {"".join(CHILDREN)}')
+    import torch
+    print(f'# FILM benchmark: {"quick (tiny network)" if args.quick else "Style network"}, torch '
+          f'{torch.__version__}, {torch.get_num_threads()} threads, {time.strftime("%Y-%m-%d")}', flush=True)
+    rows = []
+    started = time.perf_counter()
+    for workload in args.workloads:
+        results = {}
+        for variant in CHILDREN[workload]:
+            result = run_child(workload, variant, args)
+            result.update(workload=workload, variant=variant)
+            results[variant] = result
+            rows.append(result)
+            print(f'  {workload} {variant}: {result["seconds"]:.2f} s/frame, '
+                  f'{result["rss_mb"] / 1024:.2f} GB', flush=True)
+        if workload == 'A':
+            ratio = results['tensorflow']['seconds'] / results['torch']['seconds']
+            results['torch']['note'] = f'{ratio:.2f}x TensorFlow\'s speed'
+        if workload == 'B':
+            base = results['forward-per-frame']['seconds']
+            for variant in ('balanced', 'recursive', 'direct'):
+                results[variant]['note'] = f'{base / results[variant]["seconds"]:.2f}x forward-per-frame'
+        if workload == 'C':
+            results['reuse']['note'] = (f'{results["forward-per-pair"]["seconds"] / results["reuse"]["seconds"]:.2f}x '
+                                        f'forward-per-pair, {args.sequence_frames} frames')
+    print()
+    print(format_table(rows))
+    print(f'\nTotal {time.perf_counter() - started:.0f} s')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

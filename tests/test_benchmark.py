@@ -1,0 +1,15 @@
+"""benchmark.py --quick: every workload runs and the table is complete (a smoke test, not a timing)."""
+import benchmark
+
+
+def test_quick_benchmark_prints_every_row(capsys):
+    assert benchmark.main(['--quick', '--repeats', '1', '--sequence_frames', '3']) == 0
+    output = capsys.readouterr().out
+    table = [line for line in output.splitlines() if line.startswith('| ') and 'workload' not in line]
+    variants = [line.split('|')[2].strip() for line in table]
+    assert variants == ['torch', 'tensorflow', 'forward-per-frame', 'balanced', 'recursive', 'direct',
+                        'forward-per-pair', 'reuse', 'tiled']
+    for line in table:
+        seconds = float(line.split('|')[3])
+        assert seconds > 0
+    assert "TensorFlow's speed" in output and 'forward-per-frame' in output
