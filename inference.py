@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 import frame_schedule
 import media_io
+import tiling
 
 log = logging.getLogger("film")
 
@@ -124,6 +125,60 @@ def _model_from_state_dict(path: str) -> torch.nn.Module:
 def supports_reuse(model: torch.nn.Module) -> bool:
     """Whether the model exposes the stages of ``forward`` separately."""
     return all(hasattr(model, name) for name in ("encode", "estimate_flows", "synthesize"))
+
+
+def model_filters(model: torch.nn.Module) -> int:
+    """The network's base width, for the memory estimate (64, the released models', if unknown)."""
+    try:
+        return int(model.state_dict()["feature_extractor.sub_extractor.convs.0.weight"].shape[0])
+    except (KeyError, AttributeError, RuntimeError):
+        return 64
+
+
+def add_tiling_arguments(parser: argparse.ArgumentParser) -> None:
+    """--tile and --max_memory, shared with inference_video.py."""
+    parser.add_argument("--tile", type=_tile_size, default=None, metavar="SIZE",
+                        help="process frames in overlapping SIZE x SIZE tiles (a multiple of 64), blended "
+                             "with a raised-cosine ramp over the overlap (min(128, SIZE/4) px) so there are "
+                             "no seams; bounds memory for 4K. Default: tile only when the estimated memory "
+                             "exceeds --max_memory. Tiled frames run the whole network per tile "
+                             "(no feature reuse)")
+    parser.add_argument("--max_memory", "--max-memory", dest="max_memory", type=_gigabytes,
+                        default=None, metavar="GB",
+                        help="memory budget for one frame, in GB; frames whose estimated need is larger "
+                             "are tiled automatically with the largest tile that fits. Default: 60%% of "
+                             "the GPU's memory with --gpu, else 60%% of the machine's RAM")
+
+
+def default_memory_budget_gb(device: torch.device) -> float:
+    """60% of the device's memory: room for the rest of the process and the system."""
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+    else:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return 0.6 * total / 2 ** 30
+
+
+def apply_tiling(model: torch.nn.Module, height: int, width: int, tile: Optional[int],
+                 max_memory_gb: Optional[float], dtype: torch.dtype,
+                 device: torch.device = torch.device("cpu")) -> torch.nn.Module:
+    """The model, or a tiled wrapper of it when asked for or when a frame would not fit the budget.
+
+    ``height`` and ``width`` are the padded frame size the model will see.
+    """
+    if max_memory_gb is None:
+        max_memory_gb = default_memory_budget_gb(device)
+    if tile is None:
+        dtype_bytes = torch.empty((), dtype=dtype).element_size()
+        tile = tiling.choose_tile_size(height, width, int(max_memory_gb * 2 ** 30),
+                                       filters=model_filters(model), dtype_bytes=dtype_bytes)
+        if tile is None:
+            return model
+        log.info(f"a {width}x{height} frame needs more than --max_memory {max_memory_gb:.1f} GB: "
+                 f"processing it in {tile} px tiles")
+    if tile >= height and tile >= width:
+        return model
+    return tiling.TiledInterpolator(model, tile)
 
 
 # --------------------------------------------------------------------------- tensors
@@ -269,6 +324,26 @@ def _frame_count(text: str) -> int:
     return value
 
 
+def _tile_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, got {text!r}") from None
+    if value < 64 or value % 64:
+        raise argparse.ArgumentTypeError(f"must be a multiple of 64 of at least 64, got {value}")
+    return value
+
+
+def _gigabytes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of GB, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
+
+
 def _frame_rate(text: str) -> Fraction:
     try:
         value = Fraction(text)
@@ -360,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fp16", action="store_true",
                         help="half precision on a GPU: faster, less memory (not used on the CPU, "
                              "which says so)")
+    add_tiling_arguments(parser)
     return parser
 
 
@@ -428,6 +504,8 @@ def run(args: argparse.Namespace) -> int:
     dtype = choose_dtype(device, args.fp16)
 
     model = load_model(args.model_path, device, dtype)
+    model = apply_tiling(model, height + (-height % PAD_MULTIPLE), width + (-width % PAD_MULTIPLE),
+                         args.tile, args.max_memory, dtype, device)
     reuse = supports_reuse(model)
     if not reuse:
         log.info("the model only has forward(): each frame runs the whole network")

@@ -492,6 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="use CUDA, or Apple MPS, when available (otherwise say so and use the CPU)")
     parser.add_argument("--fp16", action="store_true",
                         help="half precision on a GPU (ignored on the CPU, with a notice)")
+    inference.add_tiling_arguments(parser)
     return parser
 
 
@@ -549,6 +550,9 @@ def run(args: argparse.Namespace) -> int:
         device = inference.choose_device(args.gpu)
         dtype = inference.choose_dtype(device, args.fp16)
         model = inference.load_model(args.model_path, device, dtype)
+        pad = inference.PAD_MULTIPLE
+        model = inference.apply_tiling(model, source.height + (-source.height % pad),
+                                       source.width + (-source.width % pad), args.tile, args.max_memory, dtype, device)
         renderer = PairRenderer(model, args.mode)
         if not renderer.reuse:
             log.info("the model only has forward(): each new frame runs the whole network")
