@@ -37,15 +37,10 @@ QUICK = dict(filters=4, flow_filters=(4, 4, 8, 8))
 
 
 def build_model(config: Dict, seed: int = 0):
-    import torch
-    from interpolator import Interpolator
-    torch.manual_seed(seed)
-    model = Interpolator(**config).eval()
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if name.endswith('bias'):
-                parameter.normal_(std=0.05)
-    return model
+    """The test suite's random-weight network (default init, non-zero biases)."""
+    sys.path.insert(0, os.path.join(ROOT, 'tests'))
+    from conftest import random_interpolator
+    return random_interpolator(seed, **config)
 
 
 def frames_of_size(height: int, width: int, count: int = 2, seed: int = 0):
@@ -97,7 +92,6 @@ def child_a_torch(args) -> Dict:
 def child_a_tensorflow(args) -> Dict:
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
     sys.path.insert(0, os.path.join(ROOT, 'tests'))
-    import numpy as np
     import tensorflow as tf
     import tf_film
     import convert

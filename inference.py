@@ -137,7 +137,7 @@ def model_filters(model: torch.nn.Module) -> int:
 
 def add_tiling_arguments(parser: argparse.ArgumentParser) -> None:
     """--tile and --max_memory, shared with inference_video.py."""
-    parser.add_argument("--tile", type=_tile_size, default=None, metavar="SIZE",
+    parser.add_argument("--tile", type=whole_number(64, multiple_of=64), default=None, metavar="SIZE",
                         help="process frames in overlapping SIZE x SIZE tiles (a multiple of 64), blended "
                              "with a raised-cosine ramp over the overlap (min(128, SIZE/4) px) so there are "
                              "no seams; bounds memory for 4K. Default: tile only when the estimated memory "
@@ -314,24 +314,18 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _frame_count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _tile_size(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, got {text!r}") from None
-    if value < 64 or value % 64:
-        raise argparse.ArgumentTypeError(f"must be a multiple of 64 of at least 64, got {value}")
-    return value
+def whole_number(minimum: int, meaning: str = "", multiple_of: int = 1):
+    """An argparse type: an integer of at least ``minimum`` (and a multiple of ``multiple_of``)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum or value % multiple_of:
+            condition = f"at least {minimum}" if multiple_of == 1 else f"a multiple of {multiple_of} of at least {minimum}"
+            raise argparse.ArgumentTypeError(f"must be {condition}{meaning}, got {value}")
+        return value
+    return parse
 
 
 def _gigabytes(text: str) -> float:
@@ -344,11 +338,11 @@ def _gigabytes(text: str) -> float:
     return value
 
 
-def _frame_rate(text: str) -> Fraction:
+def frame_rate(text: str) -> Fraction:
     try:
         value = Fraction(text)
     except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"expected a number such as 10, 29.97 or 30000/1001, "
+        raise argparse.ArgumentTypeError(f"expected a number such as 60, 29.97 or 30000/1001, "
                                          f"got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
@@ -421,9 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save_path", "--save-path", dest="save_path", metavar="SAVE_PATH",
                         help="output file or folder; the extension picks the format (see below). "
                              f"Default: {DEFAULT_OUTPUT_NAME} in img1's folder. Missing folders are created")
-    parser.add_argument("--frames", type=_frame_count, default=DEFAULT_FRAMES,
+    parser.add_argument("--frames", type=whole_number(1), default=DEFAULT_FRAMES,
                         help=f"number of in-between frames, at least 1 (default: {DEFAULT_FRAMES})")
-    parser.add_argument("--fps", type=_frame_rate, default=DEFAULT_FPS,
+    parser.add_argument("--fps", type=frame_rate, default=DEFAULT_FPS,
                         help=f"frames per second of the video or GIF; fractions such as 30000/1001 are "
                              f"exact (default: {DEFAULT_FPS})")
     parser.add_argument("--mode", choices=frame_schedule.MODES, default="balanced",

@@ -349,26 +349,6 @@ def interpolate_stream(frames: Iterator[video_io.SourceFrame], clock: OutputCloc
 
 # --------------------------------------------------------------------------- command line
 
-def _multiplier(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be at least 2 (K - 1 new frames between each pair), got {value}")
-    return value
-
-
-def _frame_rate(text: str) -> Fraction:
-    try:
-        value = Fraction(text)
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"expected a number such as 60, 59.94 or 60000/1001, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
-    return value
-
-
 def _threshold(text: str) -> float:
     try:
         value = float(text)
@@ -474,9 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output file or folder; the extension picks the format (see below). "
                              "Default: <input name>_<rate>fps.mp4 beside the input")
     rate = parser.add_mutually_exclusive_group()
-    rate.add_argument("--multiplier", type=_multiplier, default=None, metavar="K",
+    rate.add_argument("--multiplier", type=inference.whole_number(2, " (K - 1 new frames between each pair)"), default=None, metavar="K",
                       help=f"K - 1 new frames between each pair, K >= 2 (default: {DEFAULT_MULTIPLIER})")
-    rate.add_argument("--fps", type=_frame_rate, default=None, metavar="F",
+    rate.add_argument("--fps", type=inference.frame_rate, default=None, metavar="F",
                       help="exact output frame rate instead: 60, 59.94 or 60000/1001 (at least the source's)")
     parser.add_argument("--mode", choices=MODES, default="direct",
                         help="how new frames are made (see below; default: direct)")
@@ -484,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
                         default=DEFAULT_SCENE_THRESHOLD, metavar="X",
                         help=f"frame difference (0-1) above which a pair is a scene cut and is not morphed "
                              f"(default: {DEFAULT_SCENE_THRESHOLD}; 1 turns it off)")
-    parser.add_argument("--input_fps", "--input-fps", dest="input_fps", type=_frame_rate,
+    parser.add_argument("--input_fps", "--input-fps", dest="input_fps", type=inference.frame_rate,
                         default=None, metavar="F",
                         help=f"frame rate of a folder of frames (default: {DEFAULT_FOLDER_FPS}; "
                              f"videos carry their own)")

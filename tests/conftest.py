@@ -44,3 +44,62 @@ def random_interpolator(seed=0, **config):
             if name.endswith('bias'):
                 parameter.normal_(std=0.05)
     return model
+
+
+# Stand-ins used by the inference tests: a file with forward() only, and call counters.
+
+import weakref  # noqa: E402
+
+import torch  # noqa: E402
+
+
+class ForwardOnly(torch.nn.Module):
+    """Like a file from the original PyTorch port: only forward(x0, x1, dt)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x0, x1, dt):
+        return self.inner(x0, x1, dt)
+
+
+class Recorder(torch.nn.Module):
+    """Passes forward calls through to a scripted model, counting them."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.calls = {"forward": 0, "encode": 0, "estimate_flows": 0, "synthesize": 0}
+
+    def forward(self, x0, x1, dt):
+        self.calls["forward"] += 1
+        return self.model(x0, x1, dt)
+
+
+class StageRecorder(Recorder):
+    """Also passes the stages through, counting calls and feature pyramids still alive."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.live = 0
+        self.peak_live = 0
+
+    def _released(self):
+        self.live -= 1
+
+    def encode(self, image):
+        self.calls["encode"] += 1
+        images, features = self.model.encode(image)
+        self.live += 1
+        self.peak_live = max(self.peak_live, self.live)
+        weakref.finalize(features[0], self._released)
+        return images, features
+
+    def estimate_flows(self, features0, features1):
+        self.calls["estimate_flows"] += 1
+        return self.model.estimate_flows(features0, features1)
+
+    def synthesize(self, *args):
+        self.calls["synthesize"] += 1
+        return self.model.synthesize(*args)

@@ -11,7 +11,6 @@ import os
 import pathlib
 import subprocess
 import sys
-import weakref
 from fractions import Fraction
 
 import av
@@ -27,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 import frame_schedule  # noqa: E402
 import inference  # noqa: E402
 import media_io  # noqa: E402
-from conftest import random_interpolator  # noqa: E402
+from conftest import ForwardOnly, Recorder, StageRecorder, random_interpolator  # noqa: E402
 from frame_schedule import Step  # noqa: E402
 
 TINY = dict(filters=4, flow_filters=(4, 4, 8, 8))
@@ -45,17 +44,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-class ForwardOnly(torch.nn.Module):
-    """Like a file from the original PyTorch port: only forward(x0, x1, dt)."""
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x0, x1, dt):
-        return self.inner(x0, x1, dt)
 
 
 @pytest.fixture(scope="module")
@@ -252,47 +240,6 @@ def test_padding_round_trip(size, padded):
 
 
 # --------------------------------------------------------------------------- runner
-
-class Recorder(torch.nn.Module):
-    """Passes forward calls through to a scripted model, counting them."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-        self.calls = {"forward": 0, "encode": 0, "estimate_flows": 0, "synthesize": 0}
-
-    def forward(self, x0, x1, dt):
-        self.calls["forward"] += 1
-        return self.model(x0, x1, dt)
-
-
-class StageRecorder(Recorder):
-    """Also passes the stages through, counting calls and feature pyramids still alive."""
-
-    def __init__(self, model):
-        super().__init__(model)
-        self.live = 0
-        self.peak_live = 0
-
-    def _released(self):
-        self.live -= 1
-
-    def encode(self, image):
-        self.calls["encode"] += 1
-        images, features = self.model.encode(image)
-        self.live += 1
-        self.peak_live = max(self.peak_live, self.live)
-        weakref.finalize(features[0], self._released)
-        return images, features
-
-    def estimate_flows(self, features0, features1):
-        self.calls["estimate_flows"] += 1
-        return self.model.estimate_flows(features0, features1)
-
-    def synthesize(self, *args):
-        self.calls["synthesize"] += 1
-        return self.model.synthesize(*args)
-
 
 @torch.no_grad()
 def reference_frames(model, x0, x1, mode, n):

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import weakref
 from fractions import Fraction
 from typing import List, Tuple
 
@@ -33,7 +32,7 @@ import inference  # noqa: E402
 import inference_video  # noqa: E402
 import media_io  # noqa: E402
 import video_io  # noqa: E402
-from conftest import random_interpolator  # noqa: E402
+from conftest import ForwardOnly, StageRecorder, random_interpolator  # noqa: E402
 from inference_video import OutputClock  # noqa: E402
 
 TINY = dict(filters=4, flow_filters=(4, 4, 8, 8))
@@ -168,49 +167,6 @@ class BlendModel(torch.nn.Module):
     def forward(self, x0: Tensor, x1: Tensor, dt: Tensor) -> Tensor:
         time = dt.reshape(-1, 1, 1, 1)
         return x0 * (1 - time) + x1 * time
-
-
-class ForwardOnly(torch.nn.Module):
-    """Like a file from the original PyTorch port: only forward(x0, x1, dt)."""
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x0, x1, dt):
-        return self.inner(x0, x1, dt)
-
-
-class StageRecorder:
-    """Counts a model's stage calls and how many encoded pyramids are alive at once."""
-
-    def __init__(self, model):
-        self.model = model
-        self.calls = dict(encode=0, estimate_flows=0, synthesize=0, forward=0)
-        self.live = self.peak_live = 0
-
-    def _released(self):
-        self.live -= 1
-
-    def __call__(self, *args):
-        self.calls["forward"] += 1
-        return self.model(*args)
-
-    def encode(self, image):
-        self.calls["encode"] += 1
-        images, features = self.model.encode(image)
-        self.live += 1
-        self.peak_live = max(self.peak_live, self.live)
-        weakref.finalize(features[0], self._released)
-        return images, features
-
-    def estimate_flows(self, features0, features1):
-        self.calls["estimate_flows"] += 1
-        return self.model.estimate_flows(features0, features1)
-
-    def synthesize(self, *args):
-        self.calls["synthesize"] += 1
-        return self.model.synthesize(*args)
 
 
 @pytest.fixture(scope="module", autouse=True)
