@@ -522,21 +522,25 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_reporting_errors(run_command, args: argparse.Namespace) -> int:
+    """run_command(args), with the user-facing outcome of each failure: one line, an exit status."""
     set_up_logging()
     try:
-        return run(args)
+        return run_command(args)
     except (UserError, media_io.MediaError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except torch.OutOfMemoryError:
-        print("error: out of memory while interpolating: try smaller images, --fp16 on a GPU, "
-              "or the CPU", file=sys.stderr)
+        print("error: out of memory while interpolating: try --tile, --fp16 on a GPU, or the CPU",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted: nothing was written", file=sys.stderr)
         return 130
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run_reporting_errors(run, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

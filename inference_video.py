@@ -585,18 +585,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_arguments(parser, args)
-    inference.set_up_logging()
-    try:
-        return run(args)
-    except (UserError, media_io.MediaError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except torch.OutOfMemoryError:
-        print("error: out of memory while interpolating: try --fp16 on a GPU, or the CPU", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted: nothing was written", file=sys.stderr)
-        return 130
+    return inference.run_reporting_errors(run, args)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import pathlib
 import sys
 
 import numpy as np
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -27,6 +28,16 @@ def reference_case(name, case):
     with np.load(REFERENCE / f'{name}_{case}.npz') as data:
         return dict(data)
 
+
+
+@pytest.fixture(scope='module')
+def one_thread():
+    """Small frames gain nothing from intra-op threads; on a busy machine they only wait for each other."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def random_interpolator(seed=0, **config):

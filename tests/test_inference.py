@@ -36,14 +36,7 @@ WIDTH, HEIGHT = 101, 67  # odd on purpose: padded to 128x128 for the network
 
 # --------------------------------------------------------------------------- fixtures
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The tiny model gains nothing from threads, and on a busy machine extra
-    # threads only wait for each other.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope="module")

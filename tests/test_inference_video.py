@@ -169,12 +169,7 @@ class BlendModel(torch.nn.Module):
         return x0 * (1 - time) + x1 * time
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope="module")

@@ -17,14 +17,7 @@ LENGTHS = (64, 100, 128, 129, 200, 223, 224, 300, 513, 897, 1000)
 TILE_OVERLAPS = ((64, 0), (64, 16), (64, 31), (128, 0), (128, 32), (128, 63), (192, 50), (512, 128))
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    # Frames this small gain nothing from intra-op threads, and on a busy machine the
-    # threads' synchronisation made these tests several times slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')

@@ -8,7 +8,9 @@ import torch
 import inference
 import tiling
 from conftest import random_interpolator
-from test_inference import TINY, image_pair, model_files, one_thread, run_cli  # noqa: F401 (fixtures)
+from test_inference import TINY, image_pair, model_files, run_cli  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def read_pngs(folder):
