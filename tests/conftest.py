@@ -40,6 +40,18 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+def run_main(main, capsys, *argv):
+    """A CLI's main() in-process: (exit status, stdout, stderr)."""
+    status = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def error_lines(stderr):
+    """stderr without tqdm's progress bar (which redraws with carriage returns)."""
+    return [line for line in stderr.splitlines() if line and "\r" not in line and "Interpolating" not in line]
+
+
 def random_interpolator(seed=0, **config):
     """A network with PyTorch's default initialisation and non-zero biases.
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 import frame_schedule  # noqa: E402
 import inference  # noqa: E402
 import media_io  # noqa: E402
-from conftest import ForwardOnly, Recorder, StageRecorder, random_interpolator  # noqa: E402
+from conftest import ForwardOnly, Recorder, StageRecorder, error_lines, random_interpolator, run_main  # noqa: E402,F401
 from frame_schedule import Step  # noqa: E402
 
 TINY = dict(filters=4, flow_filters=(4, 4, 8, 8))
@@ -82,15 +82,7 @@ def image_pair(tmp_path_factory):
 
 
 def run_cli(capsys, *argv):
-    """inference.main in-process: (exit status, stdout, stderr)."""
-    status = inference.main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
-
-
-def error_lines(stderr):
-    """stderr without tqdm's progress bar (which redraws with carriage returns)."""
-    return [line for line in stderr.splitlines() if line and "\r" not in line and "Interpolating" not in line]
+    return run_main(inference.main, capsys, *argv)
 
 
 def tree(folder):

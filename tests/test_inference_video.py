@@ -32,7 +32,7 @@ import inference  # noqa: E402
 import inference_video  # noqa: E402
 import media_io  # noqa: E402
 import video_io  # noqa: E402
-from conftest import ForwardOnly, StageRecorder, random_interpolator  # noqa: E402
+from conftest import ForwardOnly, StageRecorder, error_lines, random_interpolator, run_main  # noqa: E402,F401
 from inference_video import OutputClock  # noqa: E402
 
 TINY = dict(filters=4, flow_filters=(4, 4, 8, 8))
@@ -207,15 +207,7 @@ def videos(tmp_path_factory):
 
 
 def run_cli(capsys, *argv):
-    """inference_video.main in-process: (exit status, stdout, stderr)."""
-    status = inference_video.main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
-
-
-def error_lines(stderr):
-    """stderr without tqdm's progress bar (which redraws with carriage returns)."""
-    return [line for line in stderr.splitlines() if line and "\r" not in line and "Interpolating" not in line]
+    return run_main(inference_video.main, capsys, *argv)
 
 
 def run_program(*argv, **kwargs):
