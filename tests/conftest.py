@@ -52,6 +52,22 @@ def error_lines(stderr):
     return [line for line in stderr.splitlines() if line and "\r" not in line and "Interpolating" not in line]
 
 
+def tree(folder):
+    """Every path below folder, relative and sorted: to check that nothing was written."""
+    return sorted(str(path.relative_to(folder)) for path in pathlib.Path(folder).rglob("*"))
+
+
+def assert_refused_cleanly(main, capsys, folder, argv, words):
+    """main(argv) fails with exit 1, one 'error: ' line naming words, and writes nothing in folder."""
+    before = tree(folder)
+    status, out, err = run_main(main, capsys, *argv)
+    assert status == 1
+    lines = error_lines(err)
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], err
+    assert out == ""
+    assert tree(folder) == before  # nothing written, no temporary file, no new folder
+
+
 def random_interpolator(seed=0, **config):
     """A network with PyTorch's default initialisation and non-zero biases.
 

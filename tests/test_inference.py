@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 import frame_schedule  # noqa: E402
 import inference  # noqa: E402
 import media_io  # noqa: E402
-from conftest import ForwardOnly, Recorder, StageRecorder, error_lines, random_interpolator, run_main  # noqa: E402,F401
+from conftest import ForwardOnly, Recorder, StageRecorder, error_lines, random_interpolator, run_main, tree, assert_refused_cleanly  # noqa: E402,F401
 from frame_schedule import Step  # noqa: E402
 
 TINY = dict(filters=4, flow_filters=(4, 4, 8, 8))
@@ -83,10 +83,6 @@ def image_pair(tmp_path_factory):
 
 def run_cli(capsys, *argv):
     return run_main(inference.main, capsys, *argv)
-
-
-def tree(folder):
-    return sorted(str(path.relative_to(folder)) for path in pathlib.Path(folder).rglob("*"))
 
 
 # --------------------------------------------------------------------------- schedules
@@ -515,13 +511,7 @@ BAD_FILE_CASES = {
 @pytest.mark.parametrize("case", BAD_FILE_CASES)
 def test_bad_files_give_one_line_and_leave_nothing(capsys, tmp_path, bad_inputs, case):
     argv, words = BAD_FILE_CASES[case]
-    before = tree(tmp_path)
-    status, out, err = run_cli(capsys, *[a.format(tmp=tmp_path, **bad_inputs) for a in argv])
-    assert status == 1
-    lines = error_lines(err)
-    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], err
-    assert out == ""
-    assert tree(tmp_path) == before  # nothing written, no temporary file, no new folder
+    assert_refused_cleanly(inference.main, capsys, tmp_path, [a.format(tmp=tmp_path, **bad_inputs) for a in argv], words)
 
 
 @pytest.mark.parametrize("argv, words", [

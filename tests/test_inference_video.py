@@ -32,7 +32,7 @@ import inference  # noqa: E402
 import inference_video  # noqa: E402
 import media_io  # noqa: E402
 import video_io  # noqa: E402
-from conftest import ForwardOnly, StageRecorder, error_lines, random_interpolator, run_main  # noqa: E402,F401
+from conftest import ForwardOnly, StageRecorder, error_lines, random_interpolator, run_main, tree, assert_refused_cleanly  # noqa: E402,F401
 from inference_video import OutputClock  # noqa: E402
 
 TINY = dict(filters=4, flow_filters=(4, 4, 8, 8))
@@ -138,10 +138,6 @@ def audio_packets(path, index=0):
 def read_png_folder(folder) -> List[np.ndarray]:
     names = sorted(os.listdir(folder))
     return [cv2.imread(os.path.join(folder, name))[:, :, ::-1] for name in names]
-
-
-def tree(folder):
-    return sorted(str(path.relative_to(folder)) for path in pathlib.Path(folder).rglob("*"))
 
 
 # --------------------------------------------------------------------------- models
@@ -637,13 +633,7 @@ BAD_FILE_CASES = {
 @pytest.mark.parametrize("case", BAD_FILE_CASES)
 def test_bad_input_gives_one_line_and_leaves_nothing(capsys, tmp_path, bad_inputs, case):
     argv, words = BAD_FILE_CASES[case]
-    before = tree(tmp_path)
-    status, out, err = run_cli(capsys, *[a.format(tmp=tmp_path, **bad_inputs) for a in argv])
-    assert status == 1
-    lines = error_lines(err)
-    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], err
-    assert out == ""
-    assert tree(tmp_path) == before
+    assert_refused_cleanly(inference_video.main, capsys, tmp_path, [a.format(tmp=tmp_path, **bad_inputs) for a in argv], words)
 
 
 def test_fps_equal_to_the_source_rate_is_accepted(capsys, tmp_path, bad_inputs):
