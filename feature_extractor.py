@@ -65,5 +65,6 @@ class FeatureExtractor(nn.Module):
             parts: List[Tensor] = [sub_pyramids[i][0]]
             for j in range(1, min(i, self.sub_levels - 1) + 1):
                 parts.append(sub_pyramids[i - j][j])
-            feature_pyramid.append(torch.cat(parts, dim=1))
+            # (cat would copy even a single part)
+            feature_pyramid.append(parts[0] if len(parts) == 1 else torch.cat(parts, dim=1))
         return feature_pyramid

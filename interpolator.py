@@ -102,35 +102,33 @@ class Interpolator(nn.Module):
 
     def _warp_to_time(self, images0: List[Tensor], features0: List[Tensor], images1: List[Tensor],
                       features1: List[Tensor], forward_flows: List[Tensor], backward_flows: List[Tensor],
-                      dt: Tensor, keep_warped: bool) -> Tuple[List[Tensor], List[Tensor], List[Tensor]]:
-        """Fusion input per level, and (if ``keep_warped``) the warped frame 0 and 1 pyramids.
+                      dt: Tensor) -> List[List[Tensor]]:
+        """Fusion input per level, as the parts of the original's concatenation
+        [warped image 0, warped features 0, warped image 1, warped features 1,
+        flow 0, flow 1], both frames warped to time ``dt``.
 
-        Not keeping the warped pyramids frees them as soon as they are copied
-        into the fusion input: a quarter of the peak memory at full size.
+        Image and features are warped separately by one sampler, which gives
+        what warping their concatenation gives without copying them into one.
         """
-        time = dt.to(images0[0].dtype).reshape(-1, 1, 1, 1)
-        aligned: List[Tensor] = []
-        warped0: List[Tensor] = []
-        warped1: List[Tensor] = []
+        time = dt.float().reshape(-1, 1, 1, 1)  # flows are float32 in any precision
+        aligned: List[List[Tensor]] = []
         for i in range(self.fusion_pyramid_levels):
             backward_flow = backward_flows[i] * time
             forward_flow = forward_flows[i] * (1.0 - time)
-            w0 = util.warp(torch.cat((images0[i], features0[i]), dim=1), backward_flow)
-            w1 = util.warp(torch.cat((images1[i], features1[i]), dim=1), forward_flow)
-            aligned.append(torch.cat((w0, w1, backward_flow, forward_flow), dim=1))
-            if keep_warped:
-                warped0.append(w0)
-                warped1.append(w1)
-        return aligned, warped0, warped1
+            sampler0 = util.warp_sampler(backward_flow)
+            sampler1 = util.warp_sampler(forward_flow)
+            aligned.append([util.warp_with(images0[i], sampler0), util.warp_with(features0[i], sampler0),
+                            util.warp_with(images1[i], sampler1), util.warp_with(features1[i], sampler1),
+                            backward_flow, forward_flow])
+        return aligned
 
     @torch.jit.export
     def synthesize(self, images0: List[Tensor], features0: List[Tensor], images1: List[Tensor],
                    features1: List[Tensor], forward_flows: List[Tensor], backward_flows: List[Tensor],
                    dt: Tensor) -> Tensor:
         """The frame at ``dt`` from both frames' pyramids and the pair's flows."""
-        aligned, _, _ = self._warp_to_time(images0, features0, images1, features1, forward_flows,
-                                           backward_flows, dt, False)
-        return self.fusion(aligned)
+        return self.fusion(self._warp_to_time(images0, features0, images1, features1, forward_flows,
+                                              backward_flows, dt))
 
     def forward(self, x0: Tensor, x1: Tensor, dt: Tensor) -> Tensor:
         """x0, x1: (B, 3, H, W) RGB in [0, 1]; dt: (B, 1) → the frame at dt, (B, 3, H, W)."""
@@ -149,13 +147,12 @@ class Interpolator(nn.Module):
         forward_residuals, backward_residuals = self._residual_flows(features0, features1)
         forward_flows = flow_pyramid_synthesis(forward_residuals)[:self.fusion_pyramid_levels]
         backward_flows = flow_pyramid_synthesis(backward_residuals)[:self.fusion_pyramid_levels]
-        aligned, warped0, warped1 = self._warp_to_time(images0, features0, images1, features1,
-                                                       forward_flows, backward_flows, dt, True)
+        aligned = self._warp_to_time(images0, features0, images1, features1, forward_flows, backward_flows, dt)
         outputs: Dict[str, Tensor] = {
-            'image': self.fusion(aligned),
-            'x0_warped': warped0[0][:, :3],
-            'x1_warped': warped1[0][:, :3],
+            'x0_warped': aligned[0][0].contiguous(),
+            'x1_warped': aligned[0][2].contiguous(),
         }
+        outputs['image'] = self.fusion(aligned)  # consumes aligned
         for name, pyramid in (('forward_residual_flow_pyramid', forward_residuals),
                               ('backward_residual_flow_pyramid', backward_residuals),
                               ('forward_flow_pyramid', forward_flows),

@@ -14,7 +14,6 @@ Conventions (NCHW, pyramids finest first, flow channel 0 = x) are those of
 """
 from typing import List, Sequence
 
-import torch
 from torch import Tensor, nn
 
 import util
@@ -36,7 +35,7 @@ class FlowEstimator(nn.Module):
         self.convs = nn.ModuleList(convs)
 
     def forward(self, features_a: Tensor, features_b: Tensor) -> Tensor:
-        net = torch.cat((features_a, features_b), dim=1)
+        net = util.concat_channels([features_a, features_b])
         for j, conv in enumerate(self.convs):
             net = conv(net)
             if j < self.activated:
@@ -73,7 +72,9 @@ class PyramidFlowEstimator(nn.Module):
     def forward(self, feature_pyramid_a: List[Tensor], feature_pyramid_b: List[Tensor]) -> List[Tensor]:
         """Residual flow pyramid (finest first) that warps B onto A."""
         levels = len(feature_pyramid_a)
-        flow = self._predict(levels - 1, feature_pyramid_a[-1], feature_pyramid_b[-1])
+        # Flows are accumulated in float32 whatever the convolutions' dtype:
+        # positions of large motions need the mantissa (see util.warp).
+        flow = self._predict(levels - 1, feature_pyramid_a[-1], feature_pyramid_b[-1]).float()
         residuals: List[Tensor] = [flow]
         for i in range(levels - 2, -1, -1):
             features_a = feature_pyramid_a[i]
@@ -87,8 +88,8 @@ class PyramidFlowEstimator(nn.Module):
 
 
 def flow_pyramid_synthesis(residual_pyramid: List[Tensor]) -> List[Tensor]:
-    """Accumulates a residual flow pyramid into absolute flows, finest first."""
-    flow = residual_pyramid[-1]
+    """Accumulates a residual flow pyramid into absolute flows (float32), finest first."""
+    flow = residual_pyramid[-1].float()
     flows: List[Tensor] = [flow]
     for i in range(len(residual_pyramid) - 2, -1, -1):
         residual = residual_pyramid[i]

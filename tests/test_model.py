@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from conftest import random_interpolator
+from fusion import FusionLevel
 from interpolator import Interpolator
 
 SMALL = dict(filters=4, flow_filters=(4, 4, 8, 8))
@@ -80,3 +81,36 @@ def test_invalid_configuration_is_refused():
         Interpolator(flow_convs=(3, 3), flow_filters=(4, 4))
     with pytest.raises(ValueError, match='specialized_levels'):
         Interpolator(pyramid_levels=3, sub_levels=3, fusion_pyramid_levels=3, specialized_levels=3)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize('coarse_size', [(6, 10), (1, 1)])
+def test_parity_split_upsample_conv_equals_the_literal_one(coarse_size):
+    """The fusion's up_conv on exact 2x sizes runs as four small convolutions
+    on the coarse grid; it must equal upsample -> pad -> 2x2 conv. Tolerance
+    1e-6 of the largest value: only the order of float32 additions differs
+    (the kernel taps are summed first), measured 2e-7."""
+    torch.manual_seed(0)
+    level = FusionLevel(coarser_channels=5, level_channels=3, filters=4)
+    coarser = torch.randn(2, 5, *coarse_size)
+    height, width = 2 * coarse_size[0], 2 * coarse_size[1]
+    expected = level.literal_upsample_conv(coarser, height, width)
+    # Written into a channels_last slice, as the fusion does.
+    buffer = torch.full((2, height, width, 7), float('nan')).permute(0, 3, 1, 2)
+    level._upsample_conv_into(coarser, buffer[:, 3:])
+    assert torch.isnan(buffer[:, :3]).all()  # the level's own channels are not touched
+    torch.testing.assert_close(buffer[:, 3:], expected, rtol=0, atol=1e-6 * expected.abs().max().item())
+
+
+@torch.no_grad()
+def test_features_stay_channels_last_and_the_output_is_contiguous(scripted):
+    """The speed of the CPU path rests on the channels_last layout throughout
+    (see util); a change that silently falls back to NCHW would cost ~10%."""
+    model, scripted_model = scripted
+    x0, x1 = frames(1, 64, 96)
+    dt = torch.full((1, 1), 0.5)
+    for m in (model, scripted_model):
+        images, features = m.encode(x0)
+        for tensor in images + features:
+            assert tensor.is_contiguous(memory_format=torch.channels_last)
+        assert m(x0, x1, dt).is_contiguous()
