@@ -2,7 +2,7 @@
 
     python inference_video.py MODEL INPUT [--save_path OUT] [--multiplier K | --fps F]
                               [--mode {direct,recursive}] [--scene_threshold X]
-                              [--input_fps F] [--gpu] [--fp16]
+                              [--input_fps F] [--gpu] [--precision P]
 
 Conventions used throughout this module:
 
@@ -470,8 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
                              f"videos carry their own)")
     parser.add_argument("--gpu", action="store_true",
                         help="use CUDA, or Apple MPS, when available (otherwise say so and use the CPU)")
-    parser.add_argument("--fp16", action="store_true",
-                        help="half precision on a GPU (ignored on the CPU, with a notice)")
+    inference.add_precision_arguments(parser)
     inference.add_tiling_arguments(parser)
     return parser
 
@@ -528,7 +527,7 @@ def run(args: argparse.Namespace) -> int:
             source.discard_audio()
 
         device = inference.choose_device(args.gpu)
-        dtype = inference.choose_dtype(device, args.fp16)
+        dtype = inference.choose_dtype(device, args.precision)
         model = inference.load_model(args.model_path, device, dtype)
         pad = inference.PAD_MULTIPLE
         model = inference.apply_tiling(model, source.height + (-source.height % pad),

@@ -423,15 +423,36 @@ def test_other_model_files(capsys, tmp_path, model_files, image_pair, model):
     assert ("only has forward()" in err) == (model == "forward_only")
 
 
-def test_fp16_without_gpu_runs_in_float32(capsys, tmp_path, model_files, image_pair):
+@pytest.mark.parametrize("option", [["--fp16"], ["--precision", "fp16"], ["--precision", "bf16"]],
+                         ids=["fp16-alias", "fp16", "bf16"])
+def test_reduced_precision_without_native_support_runs_in_fp32(capsys, tmp_path, model_files, image_pair,
+                                                                option):
     (first_path, second_path), _, _ = image_pair
     status, _, err = run_cli(capsys, model_files["script"], first_path, second_path, "--frames", 1,
-                             "--gpu", "--fp16", "--save_path", tmp_path / "a")
+                             "--gpu", *option, "--save_path", tmp_path / "a")
     assert status == 0, err
-    if inference.choose_device(True).type == "cpu":
-        assert any("--gpu: no CUDA or MPS device" in line for line in error_lines(err))
-        assert any("--fp16 is not used on the CPU" in line for line in error_lines(err))
+    device = inference.choose_device(True)
+    precision = option[-1] if option[0] == "--precision" else "fp16"
+    if not inference.native_precision_support(device, precision):
+        assert any(f"--precision {precision}: this " in line and "running in fp32" in line
+                   for line in error_lines(err))
     assert len(os.listdir(tmp_path / "a")) == 3
+
+
+def test_bf16_where_supported_gives_close_frames(capsys, tmp_path, model_files, image_pair, monkeypatch):
+    """The bf16 path end to end, forced on (emulated, slow) where the CPU lacks
+    it. Tolerance: 8/255 per pixel for the tiny test network (bf16 keeps 8
+    bits; measured max 3/255)."""
+    (first_path, second_path), _, _ = image_pair
+    monkeypatch.setattr(inference, "native_precision_support", lambda device, precision: True)
+    frames = {}
+    for precision in ("fp32", "bf16"):
+        status, _, err = run_cli(capsys, model_files["script"], first_path, second_path, "--frames", 1,
+                                 "--precision", precision, "--save_path", tmp_path / precision)
+        assert status == 0, err
+        frames[precision] = cv2.imread(str(tmp_path / precision / sorted(os.listdir(tmp_path / precision))[1]))
+    difference = np.abs(frames["fp32"].astype(int) - frames["bf16"].astype(int))
+    assert 0 < difference.max() <= 8
 
 
 def write_image(path, pixels):
@@ -572,6 +593,7 @@ def test_help_documents_everything():
     result = run_program("--help")
     assert result.returncode == 0
     for words in ["model_path", "img1", "img2", "--save_path", "--frames", "--fps", "--mode", "balanced",
-                  "recursive", "direct", "--forward_only", "--gpu", "--fp16", ".mp4", ".gif",
+                  "recursive", "direct", "--forward_only", "--gpu", "--precision", "bf16", "max 1.0e-2",
+                  "--fp16", ".mp4", ".gif",
                   "PNG", "multiples of 64", "2^K - 1", "trained at dt = 0.5", "exit status"]:
         assert words in result.stdout, words

@@ -760,7 +760,7 @@ def test_help_documents_everything():
     result = run_program("--help")
     assert result.returncode == 0
     for words in ["model_path", "input", "--save_path", "--multiplier", "--fps", "--mode", "direct", "recursive",
-                  "--scene_threshold", "--input_fps", "--gpu", "--fp16", "natural order", "variable-frame-rate",
+                  "--scene_threshold", "--input_fps", "--gpu", "--precision", "bf16", "--fp16", "natural order", "variable-frame-rate",
                   "does not drop frames", "Audio streams are copied", "re-encoded to AAC", "Rotation",
                   ".mp4", ".mkv", "PNG", "exit status", "Ctrl-C", "trained"]:
         assert words in result.stdout, words
