@@ -1,6 +1,6 @@
 """Speed and memory of this FILM port on the CPU, printed as a table.
 
-    python benchmark.py            # the full run (Style network, about 15 min on 2 cores)
+    python benchmark.py            # the full run (Style network; see README for its duration)
     python benchmark.py --quick    # smoke run: tiny network, small frames (seconds)
 
 Every measurement runs in a child process of its own, so that each row's peak
@@ -16,8 +16,11 @@ speed does not depend on the weights' values. Workloads (as in the issue):
      flows once per pair) against one forward() per pair
   D  one 3840x2160 frame, tiled to fit the memory budget
 
-Columns: seconds per output frame (A: median of --repeats runs after a
-warm-up; B-D: one timed run after a warm-up, divided by the frames it made),
+Columns: seconds per output frame (A and the forward() baselines of B and C:
+median of --repeats calls after a warm-up, every call costing the same; the
+reuse paths of B and C: one timed run of all their frames after a warm-up,
+divided by the frames made, since their frames do not cost the same; D: one
+run),
 counted GFLOP/s (convolution multiply-adds x 2, counted by
 torch.utils.flop_counter on the meta device, divided by that time), and the
 child process's peak RSS.
@@ -48,8 +51,10 @@ def frames_of_size(height: int, width: int, count: int = 2, seed: int = 0):
     import torch
     import torch.nn.functional as F
     generator = torch.Generator().manual_seed(seed)
+    # Room for the whole motion, so that every frame has the full size.
     base = F.interpolate(torch.rand(1, 3, height // 16 + 2, width // 16 + 2, generator=generator),
-                         size=(height + 64, width + 64), mode='bicubic', align_corners=False).clamp(0, 1)
+                         size=(height + 4 * count, width + 6 * count), mode='bicubic',
+                         align_corners=False).clamp(0, 1)
     return [base[:, :, 4 * i:4 * i + height, 6 * i:6 * i + width].contiguous() for i in range(count)]
 
 
@@ -145,6 +150,16 @@ def child_b(args) -> Dict:
     warm = [t[:, :, :128, :128] for t in frames_of_size(128, 128)]
     with torch.no_grad():
         model(warm[0], warm[1], torch.full((1, 1), 0.5))
+    if not reuse:
+        # Every frame of the baseline is one forward() of the same cost:
+        # the median of --repeats of them stands for all 7.
+        x0 = inference.pad_to_multiple(inference.image_to_tensor(first))[0]
+        x1 = inference.pad_to_multiple(inference.image_to_tensor(second))[0]
+        with torch.no_grad():
+            seconds = statistics.median(timed(lambda: model(x0, x1, torch.full((1, 1), 0.5)))
+                                        for _ in range(args.repeats))
+        gflop = counted_gflop(build_model(config), lambda m, d: m(x0.to(d), x1.to(d), torch_full(d)))
+        return dict(seconds=seconds, gflop=gflop, frames=args.repeats)
     start = time.perf_counter()
     inference.make_frames(model, first, second, schedule, torch.device('cpu'), torch.float32,
                           reuse=reuse, show_progress=False)
@@ -157,6 +172,12 @@ def child_b(args) -> Dict:
             pass
     gflop = counted_gflop(build_model(config), count)
     return dict(seconds=seconds / 7, gflop=gflop / 7, frames=7)
+
+
+def timed(run) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
 
 
 def child_c(args) -> Dict:
@@ -178,18 +199,18 @@ def child_c(args) -> Dict:
             m.synthesize(previous[0], previous[1], current[0], current[1], flows[0], flows[1], half.to(device))
             previous = current
 
-    def forward_per_pair(m, device):
-        for a, b in zip(padded, padded[1:]):
-            m(a.to(device), b.to(device), half.to(device))
-
-    run = video_path if args.variant == 'reuse' else forward_per_pair
     with torch.no_grad():
         model(padded[0], padded[1], half)  # warm-up
-        start = time.perf_counter()
-        run(model, 'cpu')
-        seconds = time.perf_counter() - start
-    gflop = counted_gflop(build_model(config), run)
-    return dict(seconds=seconds / (count - 1), gflop=gflop / (count - 1), frames=count - 1)
+        if args.variant == 'reuse':
+            seconds = timed(lambda: video_path(model, 'cpu')) / (count - 1)
+            gflop = counted_gflop(build_model(config), video_path) / (count - 1)
+            return dict(seconds=seconds, gflop=gflop, frames=count - 1)
+        # Every pair of the baseline is one forward() of the same cost: the
+        # median of --repeats pairs stands for all of them.
+        pairs = list(zip(padded, padded[1:]))[:args.repeats]
+        seconds = statistics.median(timed(lambda: model(a, b, half)) for a, b in pairs)
+    gflop = counted_gflop(build_model(config), lambda m, d: m(padded[0].to(d), padded[1].to(d), half.to(d)))
+    return dict(seconds=seconds, gflop=gflop, frames=len(pairs))
 
 
 def child_d(args) -> Dict:
@@ -247,7 +268,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--quick', action='store_true', help='tiny network and frames: a smoke run for CI')
     parser.add_argument('--workloads', default='ABCD', help='which workloads to run (default: ABCD)')
-    parser.add_argument('--repeats', type=int, default=3, help='timed runs for workload A (median; default 3)')
+    parser.add_argument('--repeats', type=int, default=3, help='timed calls for A and for the forward() baselines of B and C (median; default 3)')
     parser.add_argument('--sequence_frames', type=int, default=30,
                         help='frames of the workload C sequence (default 30)')
     parser.add_argument('--child', nargs=2, metavar=('WORKLOAD', 'VARIANT'), help=argparse.SUPPRESS)

@@ -78,6 +78,13 @@ class Interpolator(nn.Module):
             raise ValueError(f'frames must be at least {smallest}x{smallest} pixels for '
                              f'{self.pyramid_levels} pyramid levels, got {x0.shape[2]}x{x0.shape[3]}: pad them')
 
+    def _check_pair(self, name: str, pyramid0: List[Tensor], pyramid1: List[Tensor]):
+        """Both frames' pyramids of one pair must come from frames of one size."""
+        if len(pyramid0) != len(pyramid1) or pyramid0[0].shape != pyramid1[0].shape:
+            raise ValueError(f'{name} of the two frames differ: {len(pyramid0)} levels from '
+                             f'{list(pyramid0[0].shape)} and {len(pyramid1)} levels from '
+                             f'{list(pyramid1[0].shape)}; encode frames of one size')
+
     @torch.jit.export
     def encode(self, image: Tensor) -> Tuple[List[Tensor], List[Tensor]]:
         """(image pyramid, feature pyramid) of one frame (B, 3, H, W)."""
@@ -95,6 +102,7 @@ class Interpolator(nn.Module):
         warps frame 0 onto frame 1's. Scaled by ``1 - dt`` and ``dt`` they warp
         both frames to time ``dt``.
         """
+        self._check_pair('feature pyramids', features0, features1)
         forward_residuals, backward_residuals = self._residual_flows(features0, features1)
         levels = self.fusion_pyramid_levels
         return (flow_pyramid_synthesis(forward_residuals)[:levels],
@@ -127,6 +135,8 @@ class Interpolator(nn.Module):
                    features1: List[Tensor], forward_flows: List[Tensor], backward_flows: List[Tensor],
                    dt: Tensor) -> Tensor:
         """The frame at ``dt`` from both frames' pyramids and the pair's flows."""
+        self._check_pair('image pyramids', images0, images1)
+        self._check_pair('feature pyramids', features0, features1)
         return self.fusion(self._warp_to_time(images0, features0, images1, features1, forward_flows,
                                               backward_flows, dt))
 

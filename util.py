@@ -94,7 +94,7 @@ def upsample_flow(flow: Tensor, height: int, width: int) -> Tensor:
 def bilinear_taps(flow: Tensor) -> Tuple[Tensor, Tensor]:
     """Where and how much each output pixel of the backward warp by ``flow`` reads.
 
-    Returns (indices, weights), each (B·H·W, 4): rows of the (B·H·W, C) pixel
+    Returns (indices, weights), each (B, H, W, 4): rows of the (B·H·W, C) pixel
     table of a channels_last image, and their bilinear weights. Positions are
     clamped to the image, then the 2×2 cell is clamped inside it (a position on
     the last row/column gets weight 1 on it): the original's
@@ -116,7 +116,7 @@ def bilinear_taps(flow: Tensor) -> Tuple[Tensor, Tensor]:
     step_x, step_y = min(width - 1, 1), width if height > 1 else 0
     indices = torch.stack((first, first + step_x, first + step_y, first + (step_x + step_y)), dim=-1)
     weights = torch.stack((gx * gy, fx * gy, gx * fy, fx * fy), dim=-1)
-    return indices.view(-1, 4), weights.view(-1, 4)
+    return indices, weights
 
 
 def batch_offsets(batch: int, pixels: int, device: torch.device) -> Tensor:
@@ -131,9 +131,13 @@ def gather_bilinear(image: Tensor, taps: Tuple[Tensor, Tensor]) -> Tensor:
     the CPU than grid_sample (which also returns NCHW, to be converted).
     """
     batch, channels, height, width = image.shape
-    table = image.permute(0, 2, 3, 1).reshape(batch * height * width, channels)
     indices, weights = taps
-    warped = F.embedding_bag(indices, table, per_sample_weights=weights.to(image.dtype), mode='sum')
+    if indices.shape[0] != batch or indices.shape[1] != height or indices.shape[2] != width:
+        raise ValueError(f'cannot warp a {height}x{width} image (batch {batch}) by a flow of '
+                         f'{indices.shape[1]}x{indices.shape[2]} (batch {indices.shape[0]})')
+    table = image.permute(0, 2, 3, 1).reshape(batch * height * width, channels)
+    warped = F.embedding_bag(indices.view(-1, 4), table, per_sample_weights=weights.view(-1, 4).to(image.dtype),
+                             mode='sum')
     return warped.view(batch, height, width, channels).permute(0, 3, 1, 2)
 
 
@@ -156,6 +160,10 @@ def sampling_grid(flow: Tensor) -> Tensor:
 
 
 def warp_with_grid(image: Tensor, grid: Tensor) -> Tensor:
+    if grid.shape[0] != image.shape[0] or grid.shape[1] != image.shape[2] or grid.shape[2] != image.shape[3]:
+        # grid_sample itself would resample to the grid's size without a word.
+        raise ValueError(f'cannot warp a {image.shape[2]}x{image.shape[3]} image (batch {image.shape[0]}) by a '
+                         f'flow of {grid.shape[1]}x{grid.shape[2]} (batch {grid.shape[0]})')
     if image.dtype == grid.dtype:
         return F.grid_sample(image, grid, mode='bilinear', padding_mode='border', align_corners=True)
     # Reduced precision: sample float32 slices of 32 channels (bounded extra

@@ -13,3 +13,10 @@ def test_quick_benchmark_prints_every_row(capsys):
         seconds = float(line.split('|')[3])
         assert seconds > 0
     assert "TensorFlow's speed" in output and 'forward-per-frame' in output
+
+
+def test_sequence_frames_all_have_the_full_size():
+    """The moving pattern once ran out of texture after 11 frames, pairing
+    frames of two sizes in workload C."""
+    frames = benchmark.frames_of_size(72, 128, count=30)
+    assert {tuple(frame.shape) for frame in frames} == {(1, 3, 72, 128)}

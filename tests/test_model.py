@@ -114,3 +114,15 @@ def test_features_stay_channels_last_and_the_output_is_contiguous(scripted):
         for tensor in images + features:
             assert tensor.is_contiguous(memory_format=torch.channels_last)
         assert m(x0, x1, dt).is_contiguous()
+
+
+@torch.no_grad()
+def test_reuse_api_refuses_frames_of_different_sizes(scripted):
+    for model in scripted:
+        images0, features0 = model.encode(frames(1, 64, 96)[0])
+        images1, features1 = model.encode(frames(1, 64, 90)[0])
+        with pytest.raises((ValueError, torch.jit.Error), match='feature pyramids of the two frames differ'):
+            model.estimate_flows(features0, features1)
+        flows = model.estimate_flows(features0, features0)
+        with pytest.raises((ValueError, torch.jit.Error), match='image pyramids of the two frames differ'):
+            model.synthesize(images0, features0, images1, features1, flows[0], flows[1], torch.full((1, 1), 0.5))

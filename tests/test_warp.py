@@ -62,3 +62,15 @@ def test_reduced_precision_images_keep_float32_positions(path):
     reduced = warp(image.bfloat16(), sampler[0])
     assert reduced.dtype == torch.bfloat16
     torch.testing.assert_close(reduced.float(), expected, rtol=0, atol=2 ** -8)
+
+
+@pytest.mark.parametrize('path', ['gather', 'grid'])
+def test_image_and_flow_of_different_sizes_are_refused(path):
+    """grid_sample alone would silently resample to the flow's size (this hid
+    a benchmark bug: frames of two sizes were paired)."""
+    image, _ = image_and_flow(height=4, width=3)
+    flow = torch.zeros(2, 2, 3, 4)  # same pixel count, transposed
+    sampler = util.bilinear_taps(flow) if path == 'gather' else util.sampling_grid(flow)
+    warp = util.gather_bilinear if path == 'gather' else util.warp_with_grid
+    with pytest.raises(ValueError, match='cannot warp a 4x3 image'):
+        warp(image, sampler)
