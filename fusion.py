@@ -3,10 +3,10 @@
 Input: for each of the finest ``fusion_pyramid_levels`` levels, the parts of
 the channel concatenation [warped image 0 + features 0, warped image 1 +
 features 1, flow used to warp image 0, flow used to warp image 1], passed as
-a list so that they are copied once, straight into the convolution's input. From the coarsest level
-down, the running tensor is upsampled (nearest), passed through a 2×2 conv,
-concatenated with that level's input and refined by two 3×3 convs; a 1×1 conv
-gives RGB.
+a list so that they are copied once, straight into the convolution's input.
+From the coarsest level down, the running tensor is upsampled (nearest),
+passed through a 2×2 conv, concatenated with that level's input and refined
+by two 3×3 convs; a 1×1 conv gives RGB.
 
 Conventions are those of ``util``. The original's 2×2 'same' convolution pads
 one pixel at the bottom and right only, reproduced here. Parameter

@@ -64,7 +64,7 @@ TILE_MULTIPLE = 64
 MAX_DEFAULT_OVERLAP = 128
 
 # A budget that leaves room for the operating system and other programs on an
-# 8 GB machine; 3840×2160 then runs in 704-pixel tiles (see choose_tile_size).
+# 8 GB machine; 3840×2160 then runs in 960-pixel tiles (see choose_tile_size).
 DEFAULT_MAX_MEMORY_BYTES = 4 * 2**30
 
 # ---- Peak-memory model of one untiled forward pass (CPU, fp32, no_grad) -------------
@@ -74,28 +74,31 @@ DEFAULT_MAX_MEMORY_BYTES = 4 * 2**30
 #
 # Calibrated with ru_maxrss of a fresh process per measurement (torch 2.13 CPU,
 # 2 threads, default flow_filters (32, 64, 128, 256), random weights, one
-# 64×64 warm-up forward before the measured one):
+# 64×64 warm-up forward before the measured one), 2026-11-25, after the
+# channels_last changes (which roughly halved the activation memory):
 #
 #   filters  height×width  process before  peak RSS   fitted
-#        64       256×256        406 MiB    781 MiB   767 MiB
-#        64       512×512        411 MiB   1836 MiB  1840 MiB
-#        64       768×512        413 MiB   2559 MiB  2555 MiB
-#        32       512×512        304 MiB   1078 MiB  1076 MiB
-#        32       768×512        305 MiB   1457 MiB  1461 MiB
-#        16       768×512        276 MiB    940 MiB   938 MiB
+#        64       256×256        513 MiB    716 MiB   715 MiB
+#        64       512×512        512 MiB   1263 MiB  1268 MiB
+#        64       768×512        511 MiB   1639 MiB  1636 MiB
+#        64     1536×1024        529 MiB   4955 MiB  4955 MiB
+#        32       512×512        339 MiB    813 MiB   808 MiB
+#        32       768×512        329 MiB    989 MiB   992 MiB
+#        16       768×512        278 MiB    689 MiB   690 MiB
 #
-# Checks outside the fit: 1536×1024 untiled measured 8.36 GiB, estimated 8.78;
-# 3840×2160 in 704-pixel tiles (overlap 128) peaked at 3.38 GiB in all.
+# Check outside the fit: 3840×2160 under the 4 GiB default budget runs in
+# 960-pixel tiles and peaked at 3.31 GB (benchmark D).
 #
-# Least squares gives the constants below: the activation cost per pixel is
-# linear in filters (16 → 1771 B, 32 → 3084 B, 64 → 5712 B), and the process
-# before the forward is the torch runtime plus about 1.19× the weights' bytes
-# (fitted; the excess over 1× grows with the model). Flow filters other than the default change the
-# per-pixel cost; the estimate does not model them.
-RUNTIME_BYTES = 254 * 2**20
-WEIGHT_FACTOR = 1.19
-PER_PIXEL_BASE_BYTES = 448.0
-PER_PIXEL_PER_FILTER_BYTES = 82.4
+# Least squares gives the constants below (within 0.6% on every row): the
+# activation cost per pixel is proportional to filters (46 B per filter: 2.9 KB
+# per pixel for the released width); a constant term fitted as -66 B, so it is
+# left out. The process before the forward is the torch runtime plus about
+# the weights' bytes. Flow filters other than the default change the per-pixel
+# cost; the estimate does not model them.
+RUNTIME_BYTES = 395 * 2**20
+WEIGHT_FACTOR = 1.03
+PER_PIXEL_BASE_BYTES = 0.0
+PER_PIXEL_PER_FILTER_BYTES = 46.1
 
 # choose_tile_size's allowance for full-frame buffers, in float32 values per
 # pixel: both inputs (3 + 3), the accumulator (3), the weight sum (1), the

@@ -252,8 +252,8 @@ def test_tiled_interpolator_wraps_the_model(small_model):
 
 def test_estimate_reproduces_its_calibration():
     # (filters, height, width, measured peak RSS in MiB): the table in tiling.py.
-    for filters, height, width, measured in ((64, 512, 512, 1836), (64, 768, 512, 2559),
-                                             (32, 512, 512, 1078), (16, 768, 512, 940)):
+    for filters, height, width, measured in ((64, 512, 512, 1263), (64, 1024, 1536, 4955),
+                                             (32, 512, 512, 813), (16, 768, 512, 689)):
         estimate = tiling.estimate_peak_memory(height, width, filters) / 2**20
         assert abs(estimate - measured) < 0.02 * measured
     assert tiling.estimate_peak_memory(512, 512, dtype_bytes=2) < tiling.estimate_peak_memory(512, 512)
@@ -278,7 +278,7 @@ def test_chosen_tile_is_the_largest_that_fits():
         assert needed(tile) <= budget < needed(tile + 64)
     assert tiling.choose_tile_size(2160, 3840, 2 * gib) < tiling.choose_tile_size(2160, 3840, 8 * gib)
     # A tile as tall as the frame is estimated at the frame's height, not the tile's.
-    assert tiling.choose_tile_size(100, 4000, 2 * gib) > 100
+    assert tiling.choose_tile_size(100, 4000, 1 * gib) > 100
 
 
 # --------------------------------------------------------------------------- argument checks

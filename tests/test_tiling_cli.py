@@ -26,8 +26,8 @@ def test_apply_tiling_only_when_asked_or_needed():
     tiled = inference.apply_tiling(model, 128, 192, 64, 100.0, torch.float32)
     assert isinstance(tiled, tiling.TiledInterpolator) and not inference.supports_reuse(tiled)
     # A budget below the estimate for the whole frame picks the largest tile that fits it.
-    needed = tiling.estimate_peak_memory(1024, 1024, filters=4) / 2 ** 30
-    auto = inference.apply_tiling(model, 1024, 1024, None, needed * 0.6, torch.float32)
+    needed = tiling.estimate_peak_memory(4096, 4096, filters=4) / 2 ** 30
+    auto = inference.apply_tiling(model, 4096, 4096, None, needed * 0.6, torch.float32)
     assert isinstance(auto, tiling.TiledInterpolator)
     assert inference.model_filters(model) == 4
     assert inference.default_memory_budget_gb(torch.device('cpu')) > 1
