@@ -77,7 +77,7 @@ PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch
 # emulated kernels (fp32 accumulation, as native ones); see README.
 PRECISION_HELP = (
     "arithmetic of the convolutions. fp32 (default) matches the original TensorFlow model to "
-    "~3e-6. bf16: half the activation memory, and faster where the hardware has it (CPUs with "
+    "~3e-6. bf16: less memory, and faster where the hardware has it (CPUs with "
     "AVX-512 BF16 or AMX, recent GPUs); error vs fp32 {bf16}. fp16: for GPUs; error vs fp32 "
     "{fp16}. (Errors as a fraction of the largest output value, measured with the Style "
     "network.) Flows and warp positions stay float32 in every precision. Asked for on "

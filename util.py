@@ -3,8 +3,9 @@
 Conventions, stated once for the whole network:
 - Tensors are NCHW by shape. Inside the network they are stored channels_last
   (NHWC strides): oneDNN's convolutions run 1.4-1.7x faster on that layout
-  on CPU than on contiguous NCHW, and grid_sample twice as fast. Results do
-  not depend on the layout; the final image is returned contiguous.
+  on CPU than on contiguous NCHW, and the CPU warp reads whole pixel vectors
+  (see ``gather_bilinear``). Results do not depend on the layout; the final
+  image is returned contiguous.
 - Images are RGB in [0, 1].
 - Pyramids are Python lists ordered finest level first; level ``i`` has the
   size of level ``i - 1`` halved with floor (2×2 average pooling, 'valid'
@@ -39,7 +40,7 @@ def to_channels_last(x: Tensor) -> Tensor:
 def concat_channels(parts: List[Tensor], spare_channels: int = 0) -> Tensor:
     """``torch.cat(parts, 1)`` written into one new channels_last tensor.
 
-    The parts may have any layout (grid_sample returns contiguous NCHW):
+    The parts may have any layout (grid_sample, the GPU warp, returns NCHW):
     copying each straight into its slice costs one pass, where ``cat``
     followed by the convolution's own layout conversion costs two. The last
     ``spare_channels`` channels are left uninitialised for the caller to fill
@@ -112,15 +113,20 @@ def bilinear_taps(flow: Tensor) -> Tuple[Tensor, Tensor]:
     top = y.floor().clamp_(max=max(height - 2, 0))
     fx, fy = x - left, y - top
     gx, gy = 1.0 - fx, 1.0 - fy
-    first = batch_offsets(batch, height * width, flow.device).view(batch, 1, 1) + (top * width + left).long()
+    image_starts = torch.arange(batch, device=flow.device).view(batch, 1, 1) * (height * width)
+    first = image_starts + (top * width + left).long()
     step_x, step_y = min(width - 1, 1), width if height > 1 else 0
     indices = torch.stack((first, first + step_x, first + step_y, first + (step_x + step_y)), dim=-1)
     weights = torch.stack((gx * gy, fx * gy, gx * fy, fx * fy), dim=-1)
     return indices, weights
 
 
-def batch_offsets(batch: int, pixels: int, device: torch.device) -> Tensor:
-    return torch.arange(batch, device=device) * pixels
+def _check_warp_sizes(image: Tensor, per_pixel: Tensor):
+    """``per_pixel`` (B, H, W, ...): taps or grid, which must match the image's B, H, W."""
+    if (per_pixel.shape[0] != image.shape[0] or per_pixel.shape[1] != image.shape[2]
+            or per_pixel.shape[2] != image.shape[3]):
+        raise ValueError(f'cannot warp a {image.shape[2]}x{image.shape[3]} image (batch {image.shape[0]}) by a '
+                         f'flow of {per_pixel.shape[1]}x{per_pixel.shape[2]} (batch {per_pixel.shape[0]})')
 
 
 def gather_bilinear(image: Tensor, taps: Tuple[Tensor, Tensor]) -> Tensor:
@@ -132,9 +138,7 @@ def gather_bilinear(image: Tensor, taps: Tuple[Tensor, Tensor]) -> Tensor:
     """
     batch, channels, height, width = image.shape
     indices, weights = taps
-    if indices.shape[0] != batch or indices.shape[1] != height or indices.shape[2] != width:
-        raise ValueError(f'cannot warp a {height}x{width} image (batch {batch}) by a flow of '
-                         f'{indices.shape[1]}x{indices.shape[2]} (batch {indices.shape[0]})')
+    _check_warp_sizes(image, indices)
     table = image.permute(0, 2, 3, 1).reshape(batch * height * width, channels)
     warped = F.embedding_bag(indices.view(-1, 4), table, per_sample_weights=weights.view(-1, 4).to(image.dtype),
                              mode='sum')
@@ -160,10 +164,7 @@ def sampling_grid(flow: Tensor) -> Tensor:
 
 
 def warp_with_grid(image: Tensor, grid: Tensor) -> Tensor:
-    if grid.shape[0] != image.shape[0] or grid.shape[1] != image.shape[2] or grid.shape[2] != image.shape[3]:
-        # grid_sample itself would resample to the grid's size without a word.
-        raise ValueError(f'cannot warp a {image.shape[2]}x{image.shape[3]} image (batch {image.shape[0]}) by a '
-                         f'flow of {grid.shape[1]}x{grid.shape[2]} (batch {grid.shape[0]})')
+    _check_warp_sizes(image, grid)  # grid_sample itself would resample to the grid's size without a word
     if image.dtype == grid.dtype:
         return F.grid_sample(image, grid, mode='bilinear', padding_mode='border', align_corners=True)
     # Reduced precision: sample float32 slices of 32 channels (bounded extra
