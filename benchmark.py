@@ -136,8 +136,9 @@ def child_b(args) -> Dict:
     """7 in-between frames of the two photos in one inference.py mode."""
     import torch
     import frame_schedule
-    import inference
+    import image_pipeline
     import media_io
+    import runtime
     config = QUICK if args.quick else STYLE
     model = torch.jit.script(build_model(config))
     first = media_io.read_image(os.path.join(ROOT, 'photos', 'one.png'))
@@ -153,22 +154,22 @@ def child_b(args) -> Dict:
     if not reuse:
         # Every frame of the baseline is one forward() of the same cost:
         # the median of --repeats of them stands for all 7.
-        x0 = inference.pad_to_multiple(inference.image_to_tensor(first))[0]
-        x1 = inference.pad_to_multiple(inference.image_to_tensor(second))[0]
+        x0 = runtime.pad_to_multiple(runtime.image_to_tensor(first))[0]
+        x1 = runtime.pad_to_multiple(runtime.image_to_tensor(second))[0]
         with torch.no_grad():
             seconds = statistics.median(timed(lambda: model(x0, x1, torch.full((1, 1), 0.5)))
                                         for _ in range(args.repeats))
         gflop = counted_gflop(build_model(config), lambda m, d: m(x0.to(d), x1.to(d), torch_full(d)))
         return dict(seconds=seconds, gflop=gflop, frames=args.repeats)
     start = time.perf_counter()
-    inference.make_frames(model, first, second, schedule, torch.device('cpu'), torch.float32,
-                          reuse=reuse, show_progress=False)
+    image_pipeline.make_frames(runtime.ModelRuntime(model, torch.device('cpu'), torch.float32), first, second,
+                               schedule, reuse=reuse, show_progress=False)
     seconds = time.perf_counter() - start
 
     def count(meta_model, device):
-        x0 = inference.pad_to_multiple(inference.image_to_tensor(first))[0].to(device)
-        x1 = inference.pad_to_multiple(inference.image_to_tensor(second))[0].to(device)
-        for _ in inference.run_schedule(meta_model, x0, x1, schedule, reuse=reuse):
+        x0 = runtime.pad_to_multiple(runtime.image_to_tensor(first))[0].to(device)
+        x1 = runtime.pad_to_multiple(runtime.image_to_tensor(second))[0].to(device)
+        for _ in image_pipeline.run_schedule(meta_model, x0, x1, schedule, reuse=reuse):
             pass
     gflop = counted_gflop(build_model(config), count)
     return dict(seconds=seconds / 7, gflop=gflop / 7, frames=7)

@@ -15,12 +15,18 @@ string ("conv2d_10" < "conv2d_2") nor by the absolute number.
 
 TF kernels are [kh, kw, in, out]; PyTorch's are [out, in, kh, kw].
 The one setting no shape reveals is ``pyramid_levels``: it is passed in.
+
+This port's own state dicts (``export.py --statedict``) carry it as the
+buffer ``pyramid_levels_``; ``interpolator_from_state_dict`` rebuilds the
+network from one.
 """
 import re
 from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
+
+from interpolator import Interpolator
 
 _FEATURE = re.compile(r'^feat_net/sub_extractor/cfeat_conv_(\d+)/(kernel|bias):0$')
 _FLOW = re.compile(r'^predict_flow/flow_predictor_(\d+|shared)/conv_(\d+)/(kernel|bias):0$')
@@ -122,8 +128,6 @@ def convert_tf_variables(variables: Mapping[str, np.ndarray], pyramid_levels: in
 
     Raises ConversionError naming every missing, extra or mis-shaped variable.
     """
-    from interpolator import Interpolator  # here, not at the top: interpolator imports this module lazily too
-
     variables = normalize_fusion_numbering(variables)
     config = config_from_tf_variables({n: tuple(np.shape(v)) for n, v in variables.items()}, pyramid_levels)
     try:
@@ -186,3 +190,10 @@ def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict:
                 specialized_levels=len(predictors), sub_levels=len(feature_convs) // 2,
                 filters=shape('feature_extractor.sub_extractor.convs.0.weight')[0],
                 flow_convs=tuple(flow_convs), flow_filters=tuple(flow_filters))
+
+
+def interpolator_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> Interpolator:
+    """The network whose configuration the state dict's shapes imply, with the state dict loaded."""
+    model = Interpolator(**config_from_state_dict(state_dict))
+    model.load_state_dict(state_dict)
+    return model

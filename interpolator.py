@@ -61,14 +61,6 @@ class Interpolator(nn.Module):
         aligned_channels = [2 * (3 + c) + 4 for c in feature_channels[:fusion_pyramid_levels]]
         self.fusion = Fusion(aligned_channels, filters, specialized_levels)
 
-    @classmethod
-    def from_state_dict(cls, state_dict: Dict[str, Tensor]) -> 'Interpolator':
-        """Builds the network whose configuration the state dict's shapes imply, and loads it."""
-        import convert  # local import: keeps the module dependency-free for TorchScript users
-        model = cls(**convert.config_from_state_dict(state_dict))
-        model.load_state_dict(state_dict)
-        return model
-
     def _check_inputs(self, x0: Tensor, x1: Tensor):
         if x0.dim() != 4 or x0.shape[1] != 3 or x0.shape != x1.shape:
             raise ValueError(f'x0 and x1 must both be (B, 3, H, W) of one shape, got '

@@ -92,6 +92,12 @@ import weakref  # noqa: E402
 import torch  # noqa: E402
 
 
+def cpu_runtime(model):
+    """A model as the video pipeline runs it: on the CPU in float32."""
+    import runtime
+    return runtime.ModelRuntime(model, torch.device("cpu"), torch.float32)
+
+
 class ForwardOnly(torch.nn.Module):
     """Like a file from the original PyTorch port: only forward(x0, x1, dt)."""
 

@@ -49,10 +49,10 @@ def run_export(capsys, *args):
 
 def load_exported(path, statedict):
     if statedict:
-        from interpolator import Interpolator
+        import convert
         state_dict = torch.load(path, map_location='cpu', weights_only=True)
-        return Interpolator.from_state_dict({k: v.float() if v.is_floating_point() else v
-                                             for k, v in state_dict.items()}).eval(), state_dict
+        return convert.interpolator_from_state_dict({k: v.float() if v.is_floating_point() else v
+                                                     for k, v in state_dict.items()}).eval(), state_dict
     model = torch.jit.load(path, map_location='cpu').eval()
     dtype = next(model.parameters()).dtype
     return model.to(dtype=torch.float32), {'dtype': torch.zeros((), dtype=dtype)}

@@ -24,8 +24,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import frame_schedule  # noqa: E402
+import image_pipeline  # noqa: E402
 import inference  # noqa: E402
 import media_io  # noqa: E402
+import runtime  # noqa: E402
 from conftest import ForwardOnly, Recorder, StageRecorder, error_lines, random_interpolator, run_main, tree, assert_refused_cleanly  # noqa: E402,F401
 from frame_schedule import Step  # noqa: E402
 
@@ -55,13 +57,13 @@ def model_files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def script_model(model_files):
     with torch.jit.optimized_execution(False):
-        yield inference.load_model(model_files["script"])
+        yield runtime.load_model(model_files["script"])
 
 
 @pytest.fixture(scope="module")
 def forward_only_model(model_files):
     with torch.jit.optimized_execution(False):
-        yield inference.load_model(model_files["forward_only"])
+        yield runtime.load_model(model_files["forward_only"])
 
 
 def make_image(seed, height=HEIGHT, width=WIDTH, shift=0):
@@ -208,8 +210,8 @@ def test_sequence_order():
                                            ((20, 30), (64, 64)), ((130, 65), (192, 128))])
 def test_padding_round_trip(size, padded):
     pixels = np.random.default_rng(0).random((*size, 3), dtype=np.float32)
-    tensor = inference.image_to_tensor(pixels)
-    padded_tensor, crop = inference.pad_to_multiple(tensor)
+    tensor = runtime.image_to_tensor(pixels)
+    padded_tensor, crop = runtime.pad_to_multiple(tensor)
     assert tuple(padded_tensor.shape) == (1, 3, *padded)
     top, left, height, width = crop
     assert (height, width) == size
@@ -217,7 +219,7 @@ def test_padding_round_trip(size, padded):
     torch.testing.assert_close(padded_tensor[:, :, top:top + height, left:left + width], tensor, rtol=0, atol=0)
     # Edges are repeated, not blacked out.
     torch.testing.assert_close(padded_tensor[:, :, :top + 1, left], tensor[:, :, :1, 0].expand(-1, -1, top + 1))
-    np.testing.assert_array_equal(inference.tensor_to_uint8(padded_tensor, crop), media_io.to_uint8(pixels))
+    np.testing.assert_array_equal(runtime.tensor_to_uint8(padded_tensor, crop), media_io.to_uint8(pixels))
 
 
 # --------------------------------------------------------------------------- runner
@@ -269,9 +271,9 @@ def test_reuse_gives_the_frames_of_plain_forward_calls(script_model, forward_onl
         expected = reference_frames(forward_only_model, x0, x1, mode, n)
         recorder = StageRecorder(script_model)
         reused = {schedule.times[slot]: frame for slot, frame in
-                  inference.run_schedule(recorder, x0, x1, schedule) if slot in outputs}
+                  image_pipeline.run_schedule(recorder, x0, x1, schedule) if slot in outputs}
         plain = {schedule.times[slot]: frame for slot, frame in
-                 inference.run_schedule(forward_only_model, x0, x1, schedule) if slot in outputs}
+                 image_pipeline.run_schedule(forward_only_model, x0, x1, schedule) if slot in outputs}
     assert sorted(reused) == sorted(plain) == sorted(expected)
     assert len(expected) == n
     for time, frame in expected.items():
@@ -291,10 +293,10 @@ def test_reuse_gives_the_frames_of_plain_forward_calls(script_model, forward_onl
 
 def test_models_without_stages_get_forward_calls(script_model, small_pair):
     recorder = Recorder(script_model)
-    assert not inference.supports_reuse(recorder) and inference.supports_reuse(script_model)
+    assert not runtime.supports_reuse(recorder) and runtime.supports_reuse(script_model)
     schedule = frame_schedule.balanced_schedule(3)
     with torch.jit.optimized_execution(False):
-        frames = list(inference.run_schedule(recorder, *small_pair, schedule))
+        frames = list(image_pipeline.run_schedule(recorder, *small_pair, schedule))
     assert [slot for slot, _ in frames] == [step.new for step in schedule.steps]
     assert recorder.calls["forward"] == 3
 
@@ -321,12 +323,12 @@ def test_png_frames_in_time_order(capsys, tmp_path, model_files, script_model, i
     np.testing.assert_array_equal(frames[-1], second)
     # In-between frames, in time order, as the runner makes them.
     schedule = frame_schedule.make_schedule(mode, n)
-    x0, crop = inference.pad_to_multiple(inference.image_to_tensor(first.astype(np.float32) / 255))
-    x1, _ = inference.pad_to_multiple(inference.image_to_tensor(second.astype(np.float32) / 255))
+    x0, crop = runtime.pad_to_multiple(runtime.image_to_tensor(first.astype(np.float32) / 255))
+    x1, _ = runtime.pad_to_multiple(runtime.image_to_tensor(second.astype(np.float32) / 255))
     with torch.jit.optimized_execution(False):
-        made = dict(inference.run_schedule(script_model, x0, x1, schedule))
+        made = dict(image_pipeline.run_schedule(script_model, x0, x1, schedule))
     for frame, slot in zip(frames[1:-1], schedule.outputs[1:-1]):
-        assert np.abs(frame.astype(int) - inference.tensor_to_uint8(made[slot], crop)).max() <= 1
+        assert np.abs(frame.astype(int) - runtime.tensor_to_uint8(made[slot], crop)).max() <= 1
     assert f"{n} in-between frames" in out and str(tmp_path / "frames") in out
 
 
@@ -431,9 +433,9 @@ def test_reduced_precision_without_native_support_runs_in_fp32(capsys, tmp_path,
     status, _, err = run_cli(capsys, model_files["script"], first_path, second_path, "--frames", 1,
                              "--gpu", *option, "--save_path", tmp_path / "a")
     assert status == 0, err
-    device = inference.choose_device(True)
+    device = runtime.choose_device(True)
     precision = option[-1] if option[0] == "--precision" else "fp16"
-    if not inference.native_precision_support(device, precision):
+    if not runtime.native_precision_support(device, precision):
         assert any(f"--precision {precision}: this " in line and "running in fp32" in line
                    for line in error_lines(err))
     assert len(os.listdir(tmp_path / "a")) == 3
@@ -444,7 +446,7 @@ def test_bf16_where_supported_gives_close_frames(capsys, tmp_path, model_files, 
     it. Tolerance: 8/255 per pixel for the tiny test network (bf16 keeps 8
     bits; measured max 3/255)."""
     (first_path, second_path), _, _ = image_pair
-    monkeypatch.setattr(inference, "native_precision_support", lambda device, precision: True)
+    monkeypatch.setattr(runtime, "native_precision_support", lambda device, precision: True)
     frames = {}
     for precision in ("fp32", "bf16"):
         status, _, err = run_cli(capsys, model_files["script"], first_path, second_path, "--frames", 1,
@@ -554,7 +556,7 @@ def test_bad_arguments_give_one_line(capsys, bad_inputs, argv, words):
 
 def test_interrupt_leaves_nothing(capsys, tmp_path, monkeypatch, model_files, image_pair):
     (first_path, second_path), _, _ = image_pair
-    real_run_schedule = inference.run_schedule
+    real_run_schedule = image_pipeline.run_schedule
 
     def interrupted(*args, **kwargs):
         for index, made in enumerate(real_run_schedule(*args, **kwargs)):
@@ -562,7 +564,7 @@ def test_interrupt_leaves_nothing(capsys, tmp_path, monkeypatch, model_files, im
                 raise KeyboardInterrupt
             yield made
 
-    monkeypatch.setattr(inference, "run_schedule", interrupted)
+    monkeypatch.setattr(image_pipeline, "run_schedule", interrupted)
     (tmp_path / "keep.mp4").write_bytes(b"previous")
     for name in ["new/out.mp4", "keep.mp4", "frames/"]:
         status, _, err = run_cli(capsys, model_files["script"], first_path, second_path, "--frames", 7,

@@ -28,12 +28,13 @@ from torch import Tensor
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import inference  # noqa: E402
 import inference_video  # noqa: E402
 import media_io  # noqa: E402
+import runtime  # noqa: E402
 import video_io  # noqa: E402
-from conftest import ForwardOnly, StageRecorder, error_lines, random_interpolator, run_main, tree, assert_refused_cleanly  # noqa: E402,F401
-from inference_video import OutputClock  # noqa: E402
+import video_pipeline  # noqa: E402
+from conftest import ForwardOnly, StageRecorder, cpu_runtime, error_lines, random_interpolator, run_main, tree, assert_refused_cleanly  # noqa: E402,F401
+from video_pipeline import OutputClock  # noqa: E402
 
 TINY = dict(filters=4, flow_filters=(4, 4, 8, 8))
 WIDTH, HEIGHT = 96, 64
@@ -297,18 +298,18 @@ def test_clock_starts_at_the_first_frame_and_checks_arguments():
 
 
 def test_estimated_output_frames():
-    assert inference_video.estimate_output_frames(12, F(30000, 1001), F(60000, 1001)) == 23
-    assert inference_video.estimate_output_frames(11, F(24), F(60)) == 26
-    assert inference_video.estimate_output_frames(None, F(24), F(60)) is None
+    assert video_pipeline.estimate_output_frames(12, F(30000, 1001), F(60000, 1001)) == 23
+    assert video_pipeline.estimate_output_frames(11, F(24), F(60)) == 26
+    assert video_pipeline.estimate_output_frames(None, F(24), F(60)) is None
 
 
 # --------------------------------------------------------------------------- helpers
 
 def test_scene_metric_separates_motion_from_cuts():
     """The measurements behind the default threshold (0.2), see --help."""
-    threshold = inference_video.DEFAULT_SCENE_THRESHOLD
-    difference = lambda a, b: inference_video.scene_difference(inference_video.scene_thumbnail(a),
-                                                               inference_video.scene_thumbnail(b))
+    threshold = video_pipeline.DEFAULT_SCENE_THRESHOLD
+    difference = lambda a, b: video_pipeline.scene_difference(video_pipeline.scene_thumbnail(a),
+                                                               video_pipeline.scene_thumbnail(b))
     one, two = (media_io.to_uint8(media_io.read_image(str(ROOT / "photos" / name))) for name in ("one.png", "two.png"))
     assert difference(one, two) < 0.03                                   # measured 0.023
     assert difference(one, np.ascontiguousarray(np.roll(one, 48, axis=1))) < 0.01  # a fast pan is compensated
@@ -527,21 +528,21 @@ def source_frames_of(path):
         return list(source.frames()), source
 
 
-@pytest.mark.parametrize("mode", inference_video.MODES)
+@pytest.mark.parametrize("mode", video_pipeline.MODES)
 def test_features_once_per_frame_and_flows_once_per_pair(model_files, videos, mode):
     frames, source = source_frames_of(videos["ntsc"])
     with torch.jit.optimized_execution(False):
-        model = inference.load_model(model_files["tiny"])
-        forward_only = inference.load_model(model_files["forward_only"])
+        model = runtime.load_model(model_files["tiny"])
+        forward_only = runtime.load_model(model_files["forward_only"])
         recorder = StageRecorder(model)
         outputs, plain = [], []
-        for target, runner in ((outputs, inference_video.PairRenderer(recorder, mode)),
-                               (plain, inference_video.PairRenderer(forward_only, mode))):
+        for target, runner in ((outputs, video_pipeline.PairRenderer(cpu_runtime(recorder), mode)),
+                               (plain, video_pipeline.PairRenderer(cpu_runtime(forward_only), mode))):
             clock = OutputClock(frames[0].time, 4 * source.rate, source.time_resolution, lattice=4,
                                 snap_all=mode == "recursive")
-            summary = inference_video.interpolate_stream(iter(frames), clock, runner, target.append,
+            summary = video_pipeline.interpolate_stream(iter(frames), clock, runner, target.append,
                                                          scene_threshold=1.0)
-    assert not inference.supports_reuse(forward_only)
+    assert not runtime.supports_reuse(forward_only)
     pairs = len(frames) - 1
     assert summary.output_frames == len(outputs) == len(plain) == 4 * pairs + 1 and summary.made == 3 * pairs
     for frame, reference in zip(outputs, plain):
@@ -560,20 +561,20 @@ def test_recursive_mode_makes_midpoints_of_midpoints(model_files, videos):
     frames, source = source_frames_of(videos["ntsc"])
     frames = frames[:2]
     with torch.jit.optimized_execution(False), torch.no_grad():
-        model = inference.load_model(model_files["tiny"])
+        model = runtime.load_model(model_files["tiny"])
         outputs = []
-        inference_video.interpolate_stream(iter(frames), OutputClock(frames[0].time, 4 * source.rate,
+        video_pipeline.interpolate_stream(iter(frames), OutputClock(frames[0].time, 4 * source.rate,
                                                                      source.time_resolution, 4, True),
-                                           inference_video.PairRenderer(model, "recursive"), outputs.append,
+                                           video_pipeline.PairRenderer(cpu_runtime(model), "recursive"), outputs.append,
                                            scene_threshold=1.0)
-        (a, crop), (b, _) = (inference.pad_to_multiple(inference.image_to_tensor(video_io.as_float(f.pixels)))
+        (a, crop), (b, _) = (runtime.pad_to_multiple(runtime.image_to_tensor(video_io.as_float(f.pixels)))
                              for f in frames)
         half = torch.full((1, 1), 0.5)
         middle = model(a, b, half).clamp(0, 1)
         expected = [model(a, middle, half).clamp(0, 1), middle, model(middle, b, half).clamp(0, 1)]
     assert len(outputs) == 5
     for made, reference in zip(outputs[1:4], expected):
-        assert np.abs(made.astype(int) - inference.tensor_to_uint8(reference, crop)).max() <= 1
+        assert np.abs(made.astype(int) - runtime.tensor_to_uint8(reference, crop)).max() <= 1
 
 
 def test_tiny_model_end_to_end(capsys, tmp_path, model_files, videos):
@@ -672,7 +673,7 @@ def test_ntsc_rate_typed_as_29_97_is_accepted(capsys, tmp_path, model_files, vid
 # --------------------------------------------------------------------------- interruption
 
 def test_interrupt_leaves_nothing(capsys, tmp_path, monkeypatch, model_files, videos):
-    real_interpolate = inference_video.interpolate_stream
+    real_interpolate = video_pipeline.interpolate_stream
 
     def interrupted(frames, clock, renderer, write, **kwargs):
         def write_then_stop(frame):
@@ -681,7 +682,7 @@ def test_interrupt_leaves_nothing(capsys, tmp_path, monkeypatch, model_files, vi
                 raise KeyboardInterrupt
         return real_interpolate(frames, clock, renderer, write_then_stop, **kwargs)
 
-    monkeypatch.setattr(inference_video, "interpolate_stream", interrupted)
+    monkeypatch.setattr(video_pipeline, "interpolate_stream", interrupted)
     (tmp_path / "keep.mp4").write_bytes(b"previous")
     for name in ["new/out.mp4", "keep.mp4", "frames/"]:
         status, _, err = run_cli(capsys, model_files["blend"], videos["ntsc"], "--save_path", tmp_path / name)

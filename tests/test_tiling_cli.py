@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import inference
+import runtime
 import tiling
 from conftest import random_interpolator
 from test_inference import TINY, image_pair, model_files, run_cli  # noqa: F401 (fixtures)
@@ -21,16 +22,16 @@ def read_pngs(folder):
 
 def test_apply_tiling_only_when_asked_or_needed():
     model = random_interpolator(**TINY)
-    assert inference.apply_tiling(model, 128, 192, None, 100.0, torch.float32) is model
-    assert inference.apply_tiling(model, 128, 192, 256, 100.0, torch.float32) is model  # one tile holds it
-    tiled = inference.apply_tiling(model, 128, 192, 64, 100.0, torch.float32)
-    assert isinstance(tiled, tiling.TiledInterpolator) and not inference.supports_reuse(tiled)
+    assert runtime.apply_tiling(model, 128, 192, None, 100.0, torch.float32) is model
+    assert runtime.apply_tiling(model, 128, 192, 256, 100.0, torch.float32) is model  # one tile holds it
+    tiled = runtime.apply_tiling(model, 128, 192, 64, 100.0, torch.float32)
+    assert isinstance(tiled, tiling.TiledInterpolator) and not runtime.supports_reuse(tiled)
     # A budget below the estimate for the whole frame picks the largest tile that fits it.
     needed = tiling.estimate_peak_memory(4096, 4096, filters=4) / 2 ** 30
-    auto = inference.apply_tiling(model, 4096, 4096, None, needed * 0.6, torch.float32)
+    auto = runtime.apply_tiling(model, 4096, 4096, None, needed * 0.6, torch.float32)
     assert isinstance(auto, tiling.TiledInterpolator)
-    assert inference.model_filters(model) == 4
-    assert inference.default_memory_budget_gb(torch.device('cpu')) > 1
+    assert runtime.model_filters(model) == 4
+    assert runtime.default_memory_budget_gb(torch.device('cpu')) > 1
 
 
 def test_tiled_frames_stay_close_to_untiled(capsys, model_files, image_pair, tmp_path):

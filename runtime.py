@@ -1,0 +1,252 @@
+"""Running a FILM model file: device, precision, threads, loading, tiling, and frames in and out.
+
+What both command-line tools, the benchmark and video workers share to run a
+model, with no command line involved:
+
+- ``choose_device`` / ``choose_dtype``: CUDA or MPS when asked for and there;
+  a reduced precision only where the hardware runs it natively.
+- ``load_model``: any accepted model file, i.e. TorchScript from our
+  ``export.py`` or from the original PyTorch port, or a state dict written by
+  ``export.py --statedict``; ``supports_reuse`` tells whether its stages
+  (encode / estimate_flows / synthesize) can be called separately.
+- ``apply_tiling``: the model, or a tiled wrapper when a frame would not fit
+  the memory budget (``tiling``).
+- ``ModelRuntime``: a loaded model with its device and dtype, and the frame
+  conversions: pixels (H, W, 3) float32 RGB in [0, 1] become (1, 3, H, W)
+  tensors padded to a multiple of ``PAD_MULTIPLE`` by repeating edge pixels
+  (split evenly between the sides); results are cropped back and quantized.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Mapping, NamedTuple, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import tiling
+
+log = logging.getLogger("film")
+
+PAD_MULTIPLE = 64
+
+
+class ModelLoadError(Exception):
+    """The model file is missing or is not a model this program can run (a one-line message)."""
+
+
+# --------------------------------------------------------------------------- device and precision
+
+def choose_device(want_gpu: bool) -> torch.device:
+    """CUDA, else Apple MPS, when asked for and present; otherwise the CPU."""
+    if not want_gpu:
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    log.warning("--gpu: no CUDA or MPS device is available, running on the CPU")
+    return torch.device("cpu")
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Measured against fp32 with the Style network (random weights: the released
+# ones cannot be downloaded here) on the photos at 512x384, on the CPU with
+# emulated kernels (fp32 accumulation, as native ones); see README.
+PRECISION_ERRORS = {"bf16": "max 1.0e-2, mean 1.7e-3", "fp16": "max 1.5e-3, mean 2.7e-4"}
+
+
+def native_precision_support(device: torch.device, precision: str) -> bool:
+    """Whether ``device`` has fast kernels for the precision's convolutions."""
+    if precision == "fp32":
+        return True
+    if device.type == "cpu":
+        # oneDNN's own test: AVX-512 BF16 / AMX (bf16), AVX-512 FP16 / AMX-FP16 (fp16).
+        check = {"bf16": "_is_mkldnn_bf16_supported", "fp16": "_is_mkldnn_fp16_supported"}[precision]
+        return bool(torch.backends.mkldnn.is_available() and getattr(torch.ops.mkldnn, check)())
+    if device.type == "cuda" and precision == "bf16":
+        return torch.cuda.is_bf16_supported()
+    return True
+
+
+def choose_dtype(device: torch.device, precision: str) -> torch.dtype:
+    if not native_precision_support(device, precision):
+        where = "this CPU" if device.type == "cpu" else f"this {device.type} device"
+        log.warning(f"--precision {precision}: {where} has no native {precision} arithmetic (it would run "
+                    f"several times slower than fp32): running in fp32")
+        return torch.float32
+    return PRECISION_DTYPES[precision]
+
+
+# --------------------------------------------------------------------------- model files
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def load_model(path: str, device: torch.device = torch.device("cpu"),
+               dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """Load a TorchScript file, or a state dict written by ``export.py --statedict``."""
+    if not os.path.exists(path):
+        raise ModelLoadError(f"model file not found: {path}")
+    if os.path.isdir(path):
+        raise ModelLoadError(f"expected a model file, found a folder: {path}")
+    try:
+        model = torch.jit.load(path, map_location="cpu")
+    except Exception:
+        model = _model_from_state_dict(path)
+    # The original port exports fp16 weights by default: always convert to the
+    # precision we compute in.
+    return model.eval().to(device=device, dtype=dtype)
+
+
+def _model_from_state_dict(path: str) -> torch.nn.Module:
+    not_a_model = (f"{path} is neither a TorchScript model nor a state dict "
+                   f"written by export.py --statedict")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        raise ModelLoadError(not_a_model) from None
+    if not isinstance(state, Mapping) or not state or \
+            not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise ModelLoadError(not_a_model)
+    import convert  # only needed for state dicts; TorchScript files carry their code
+
+    try:
+        return convert.interpolator_from_state_dict(state)
+    except Exception as error:
+        raise ModelLoadError(f"{path} holds tensors that do not fit a FILM interpolator "
+                             f"({_first_line(error)})") from None
+
+
+def supports_reuse(model: torch.nn.Module) -> bool:
+    """Whether the model exposes the stages of ``forward`` separately."""
+    return all(hasattr(model, name) for name in ("encode", "estimate_flows", "synthesize"))
+
+
+def model_filters(model: torch.nn.Module) -> int:
+    """The network's base width, for the memory estimate (64, the released models', if unknown)."""
+    try:
+        return int(model.state_dict()["feature_extractor.sub_extractor.convs.0.weight"].shape[0])
+    except (KeyError, AttributeError, RuntimeError):
+        return 64
+
+
+# --------------------------------------------------------------------------- tiling
+
+def default_memory_budget_gb(device: torch.device) -> float:
+    """60% of the device's memory: room for the rest of the process and the system."""
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+    else:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return 0.6 * total / 2 ** 30
+
+
+def apply_tiling(model: torch.nn.Module, height: int, width: int, tile: Optional[int],
+                 max_memory_gb: Optional[float], dtype: torch.dtype,
+                 device: torch.device = torch.device("cpu")) -> torch.nn.Module:
+    """The model, or a tiled wrapper of it when asked for or when a frame would not fit the budget.
+
+    ``height`` and ``width`` are the padded frame size the model will see.
+    """
+    if max_memory_gb is None:
+        max_memory_gb = default_memory_budget_gb(device)
+    if tile is None:
+        dtype_bytes = torch.empty((), dtype=dtype).element_size()
+        tile = tiling.choose_tile_size(height, width, int(max_memory_gb * 2 ** 30),
+                                       filters=model_filters(model), dtype_bytes=dtype_bytes)
+        if tile is None:
+            return model
+        log.info(f"a {width}x{height} frame needs more than --max_memory {max_memory_gb:.1f} GB: "
+                 f"processing it in {tile} px tiles")
+    if tile >= height and tile >= width:
+        return model
+    return tiling.TiledInterpolator(model, tile)
+
+
+def padded_size(height: int, width: int) -> Tuple[int, int]:
+    """The frame size the model sees for a height x width frame."""
+    return height + (-height % PAD_MULTIPLE), width + (-width % PAD_MULTIPLE)
+
+
+# --------------------------------------------------------------------------- tensors
+
+class CropBox(NamedTuple):
+    """Where the original image lies inside its padded copy."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+
+
+def image_to_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) float32 array -> (1, 3, H, W) tensor."""
+    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def pad_to_multiple(image: torch.Tensor, multiple: int = PAD_MULTIPLE) -> Tuple[torch.Tensor, CropBox]:
+    """Pad H and W up to a multiple by repeating edge pixels, half on each side.
+
+    Repeated edges rather than the original port's black borders: a black frame
+    edge is a strong static feature that the flow estimator can latch onto, while
+    repeated pixels move with the content next to them.
+    """
+    height, width = image.shape[-2:]
+    pad_height = -height % multiple
+    pad_width = -width % multiple
+    top, left = pad_height // 2, pad_width // 2
+    crop = CropBox(top, left, height, width)
+    if pad_height == 0 and pad_width == 0:
+        return image, crop
+    padded = F.pad(image, (left, pad_width - left, top, pad_height - top), mode="replicate")
+    return padded, crop
+
+
+def tensor_to_uint8(frame: torch.Tensor, crop: CropBox) -> np.ndarray:
+    """Crop a (1, 3, H, W) frame back to the input size; uint8 (H, W, 3), rounded to nearest."""
+    top, left, height, width = crop
+    region = frame[0, :, top:top + height, left:left + width].float()
+    quantized = region.clamp(0, 1).mul(255).round().to(torch.uint8)
+    return quantized.permute(1, 2, 0).cpu().numpy()
+
+
+# --------------------------------------------------------------------------- a model ready to run
+
+class ModelRuntime(NamedTuple):
+    """A loaded model (possibly tiled) with the device and dtype it runs in."""
+
+    model: torch.nn.Module
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def reuse(self) -> bool:
+        """Whether frames' pyramids and pairs' flows can be computed once and reused."""
+        return supports_reuse(self.model)
+
+    def to_model(self, pixels: np.ndarray) -> Tuple[torch.Tensor, CropBox]:
+        """(H, W, 3) float32 pixels -> the padded (1, 3, H', W') tensor the model sees, and its crop."""
+        padded, crop = pad_to_multiple(image_to_tensor(pixels))
+        return padded.to(device=self.device, dtype=self.dtype), crop
+
+
+def open_model(path: str, *, gpu: bool = False, precision: str = "fp32", frame_size: Tuple[int, int],
+               tile: Optional[int] = None, max_memory_gb: Optional[float] = None) -> ModelRuntime:
+    """Load ``path`` on the chosen device and precision, tiled if ``frame_size`` (H, W) needs it."""
+    device = choose_device(gpu)
+    dtype = choose_dtype(device, precision)
+    model = load_model(path, device, dtype)
+    tiled = apply_tiling(model, *padded_size(*frame_size), tile, max_memory_gb, dtype, device)
+    runtime = ModelRuntime(tiled, device, dtype)
+    if tiled is not model:
+        log.info("tiled frames run the whole network for each tile (frames' features are not reused)")
+    elif not runtime.reuse:
+        log.info("the model only has forward(): each new frame runs the whole network")
+    return runtime

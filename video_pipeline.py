@@ -1,0 +1,334 @@
+"""The streaming video pipeline: source frames in, frames at an exact higher rate out.
+
+Given a frame source (``video_io``), an ``OutputClock`` (where the output
+frames fall between the source frames) and a ``PairRenderer`` around a
+``runtime.ModelRuntime``, ``interpolate_stream`` writes every output frame;
+``inference_video.py`` is the command line around it, and anything else (a
+worker rendering part of a video, the benchmark) can call it the same way.
+
+Conventions used throughout this module:
+
+- Times are exact ``fractions.Fraction`` seconds (see ``video_io``). Output
+  frame ``n`` is at ``start + n / rate``, where ``start`` is the first source
+  frame's time; writers give it pts ``n`` in time base ``1 / rate``, so the
+  first source frame is at 0 in the output.
+- Every output time lies in a *pair* of consecutive source frames (a, b), at
+  ``t = (time - time_a) / (time_b - time_a)``, 0 <= t < 1. t = 0 and t = 1
+  mean frame a and frame b themselves, written unchanged (passed through);
+  other t are made by the model with ``dt = t``.
+- Timestamps in files are rounded to ticks of their stream's time base (1 ms
+  in Matroska), so an output time within half a tick of a source frame's
+  time is that frame, and with a multiplier K a t within one tick (in time)
+  of a multiple of 1/K is that multiple: a 29.97 fps Matroska file doubled
+  gets t = 1/2 exactly, not 0.4945 or 0.5055.
+- The model sees frames as ``runtime`` prepares them: NCHW RGB in [0, 1],
+  padded to a multiple of 64 by repeating edges, cropped back afterwards.
+- Streaming: a source frame is decoded, used for the pair it ends and the
+  pair it starts, and dropped; its image and feature pyramids are computed
+  once, when the first pair that needs them is made, and the flows of a pair
+  once for all of its t. At most two source frames (with their pyramids),
+  the pair's flows and, in recursive mode, the midpoints on the current
+  branch are alive at a time; frames are written as soon as they are made.
+"""
+from __future__ import annotations
+
+import math
+import time
+from fractions import Fraction
+from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+import torch
+
+import media_io
+import runtime
+import video_io
+
+MODES = ("direct", "recursive")
+# Scene cuts: see scene_difference, and inference_video's --help text for the
+# measurements behind the default.
+DEFAULT_SCENE_THRESHOLD = 0.2
+SCENE_THUMBNAIL_WIDTH = 64
+SCENE_MAX_SHIFT = 4
+
+
+# --------------------------------------------------------------------------- timing
+
+class Placement(NamedTuple):
+    """Output frame ``index`` lies in the current pair at ``t`` (0: frame a, 1: frame b)."""
+
+    index: int
+    t: Fraction
+
+
+class OutputClock:
+    """Places output frames ``start + n / rate`` in the pairs of source frames, in order.
+
+    ``time_resolution`` is the tick of the source's timestamps (0 if exact);
+    ``lattice`` is K for ``--multiplier K``: t near a multiple of 1/K is
+    snapped to it (see the module docstring). ``snap_all`` rounds every t to
+    the lattice, for recursive mode, which can only make multiples of 1/K.
+    """
+
+    def __init__(self, start: Fraction, rate: Fraction, time_resolution: Fraction = Fraction(0),
+                 lattice: Optional[int] = None, snap_all: bool = False):
+        if rate <= 0:
+            raise ValueError(f"rate must be positive, not {rate}")
+        if time_resolution < 0:
+            raise ValueError(f"time_resolution must be >= 0, not {time_resolution}")
+        if lattice is not None and lattice < 1:
+            raise ValueError(f"lattice must be a positive whole number, not {lattice}")
+        if snap_all and lattice is None:
+            raise ValueError("snap_all needs a lattice")
+        self.start, self.rate = Fraction(start), Fraction(rate)
+        self.tick = Fraction(time_resolution)
+        self.lattice, self.snap_all = lattice, snap_all
+        self.next_index = 0
+
+    def time_of(self, index: int) -> Fraction:
+        return self.start + index / self.rate
+
+    def _t_in_pair(self, time: Fraction, time_a: Fraction, time_b: Fraction) -> Fraction:
+        if time <= time_a + self.tick / 2:
+            return Fraction(0)
+        t = (time - time_a) / (time_b - time_a)
+        if self.lattice is not None:
+            # Halves round up, so that ties do not alternate as with round().
+            nearest = Fraction(math.floor(t * self.lattice + Fraction(1, 2)), self.lattice)
+            if self.snap_all or abs(t - nearest) * (time_b - time_a) <= self.tick:
+                t = nearest
+        return t
+
+    def in_pair(self, time_a: Fraction, time_b: Fraction) -> List[Placement]:
+        """The output frames from about ``time_a`` up to (not including) about ``time_b``."""
+        if time_b <= time_a:
+            raise ValueError(f"source times must increase, got {time_a} then {time_b}")
+        placements = []
+        while self.time_of(self.next_index) < time_b - self.tick / 2:
+            t = self._t_in_pair(self.time_of(self.next_index), time_a, time_b)
+            placements.append(Placement(self.next_index, t))
+            self.next_index += 1
+        return placements
+
+    def at_end(self, last_time: Fraction) -> List[Placement]:
+        """The output frames that fall on the last source frame (t = 0: that frame)."""
+        placements = []
+        while self.time_of(self.next_index) <= last_time + self.tick / 2:
+            placements.append(Placement(self.next_index, Fraction(0)))
+            self.next_index += 1
+        return placements
+
+
+def estimate_output_frames(frame_count: Optional[int], source_rate: Fraction, output_rate: Fraction) -> Optional[int]:
+    """Output frames for ``frame_count`` evenly spaced source frames (exact for constant-rate input)."""
+    if not frame_count:
+        return None
+    return math.floor((frame_count - 1) / source_rate * output_rate) + 1
+
+
+# --------------------------------------------------------------------------- scene cuts
+
+def scene_thumbnail(pixels: np.ndarray) -> np.ndarray:
+    """Gray float32 thumbnail, SCENE_THUMBNAIL_WIDTH wide, values in [0, 1]."""
+    height, width = pixels.shape[:2]
+    size = (SCENE_THUMBNAIL_WIDTH, max(1, round(height * SCENE_THUMBNAIL_WIDTH / width)))
+    # Area averaging first (on uint8 when possible: fast even at 4K), gray after.
+    small = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(video_io.as_float(small), cv2.COLOR_RGB2GRAY)
+
+
+def scene_difference(thumbnail_a: np.ndarray, thumbnail_b: np.ndarray, max_shift: int = SCENE_MAX_SHIFT) -> float:
+    """How different two frames look: 0 for the same picture, 1 for black vs white.
+
+    The mean absolute difference of the gray thumbnails, over their overlap,
+    for the best of the shifts by up to ``max_shift`` thumbnail pixels in x
+    and y. Averaging 64-pixel-wide thumbnails ignores noise, compression and
+    fine texture; the shift search ignores camera pans up to 1/16 of the
+    width per frame. What is left grows with how much of the picture changes:
+    little for motion (the edges of moving things), a lot for a new scene.
+    """
+    if thumbnail_a.shape != thumbnail_b.shape:
+        raise ValueError(f"thumbnails differ in shape: {thumbnail_a.shape} and {thumbnail_b.shape}")
+    height, width = thumbnail_a.shape
+    # Keep at least half of the thumbnail overlapping.
+    reach_y, reach_x = min(max_shift, height // 4), min(max_shift, width // 4)
+    best = 1.0
+    for dy in range(-reach_y, reach_y + 1):
+        for dx in range(-reach_x, reach_x + 1):
+            a = thumbnail_a[max(0, dy):height + min(0, dy), max(0, dx):width + min(0, dx)]
+            b = thumbnail_b[max(0, -dy):height + min(0, -dy), max(0, -dx):width + min(0, -dx)]
+            best = min(best, float(np.mean(np.abs(a - b))))
+    return best
+
+
+# --------------------------------------------------------------------------- model
+
+class ModelFrame:
+    """A frame as the model sees it: a padded tensor, and its pyramids once computed."""
+
+    def __init__(self, tensor: torch.Tensor):
+        self.tensor = tensor
+        self._pyramids: Optional[Tuple[List[torch.Tensor], List[torch.Tensor]]] = None
+
+    def pyramids(self, model) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+        if self._pyramids is None:
+            self._pyramids = model.encode(self.tensor)
+        return self._pyramids
+
+
+class SourceSlot:
+    """A decoded source frame with what the pairs it belongs to need from it (made when first needed)."""
+
+    def __init__(self, frame: video_io.SourceFrame, model_runtime: runtime.ModelRuntime):
+        self.time = frame.time
+        self.pixels = frame.pixels
+        self.thumbnail = scene_thumbnail(frame.pixels)
+        self._runtime = model_runtime
+        self._uint8: Optional[np.ndarray] = None
+        self._model_frame: Optional[ModelFrame] = None
+        self.crop: Optional[runtime.CropBox] = None  # where the frame lies in the model's padded frames
+
+    @property
+    def uint8(self) -> np.ndarray:
+        if self._uint8 is None:
+            self._uint8 = video_io.as_uint8(self.pixels)
+        return self._uint8
+
+    def model_frame(self) -> ModelFrame:
+        if self._model_frame is None:
+            padded, self.crop = self._runtime.to_model(video_io.as_float(self.pixels))
+            self._model_frame = ModelFrame(padded)
+        return self._model_frame
+
+
+class PairRenderer:
+    """Makes the frames at given t between two frames, reusing pyramids and flows when the model allows.
+
+    ``direct``: every frame from the pair with dt = t (flows computed once per
+    pair). ``recursive``: every t must be a multiple of 1/2^D; frames are made
+    by halving intervals (dt = 0.5 only), each midpoint once, depth first.
+    Models with only ``forward`` run it whole for every frame made.
+    """
+
+    def __init__(self, model_runtime: runtime.ModelRuntime, mode: str = "direct", reuse: Optional[bool] = None):
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        self.runtime, self.model, self.mode = model_runtime, model_runtime.model, mode
+        self.reuse = model_runtime.reuse if reuse is None else reuse
+
+    @torch.no_grad()
+    def _make(self, a: ModelFrame, b: ModelFrame, dt: Fraction,
+              flows: Optional[Tuple[List[torch.Tensor], List[torch.Tensor]]] = None) -> torch.Tensor:
+        dt_tensor = a.tensor.new_full((a.tensor.shape[0], 1), float(dt))
+        if not self.reuse:
+            return self.model(a.tensor, b.tensor, dt_tensor).clamp(0, 1)
+        images_a, features_a = a.pyramids(self.model)
+        images_b, features_b = b.pyramids(self.model)
+        if flows is None:
+            flows = self.model.estimate_flows(features_a, features_b)
+        return self.model.synthesize(images_a, features_a, images_b, features_b,
+                                     flows[0], flows[1], dt_tensor).clamp(0, 1)
+
+    def render(self, a: ModelFrame, b: ModelFrame, times: Sequence[Fraction]) -> Iterator[Tuple[Fraction, torch.Tensor]]:
+        """Yields (t, frame) for the distinct ``times`` (0 < t < 1), in ascending order."""
+        times = sorted(set(times))
+        if not times:
+            return
+        if times[0] <= 0 or times[-1] >= 1:
+            raise ValueError(f"times must lie strictly between 0 and 1, got {times}")
+        if self.mode == "recursive":
+            yield from self._bisect(a, b, Fraction(0), Fraction(1), times)
+            return
+        flows = None
+        if self.reuse:
+            with torch.no_grad():
+                flows = self.model.estimate_flows(a.pyramids(self.model)[1], b.pyramids(self.model)[1])
+        for t in times:
+            yield t, self._make(a, b, t, flows)
+
+    def _bisect(self, low: ModelFrame, high: ModelFrame, low_t: Fraction, high_t: Fraction,
+                times: Sequence[Fraction]) -> Iterator[Tuple[Fraction, torch.Tensor]]:
+        inside = [t for t in times if low_t < t < high_t]
+        if not inside:
+            return
+        middle_t = (low_t + high_t) / 2
+        if high_t - low_t < Fraction(1, 2**20):
+            raise ValueError(f"recursive mode needs times that are multiples of a power of 1/2, got {inside}")
+        middle = ModelFrame(self._make(low, high, Fraction(1, 2)))
+        yield from self._bisect(low, middle, low_t, middle_t, inside)
+        if middle_t in inside:
+            yield middle_t, middle.tensor
+        yield from self._bisect(middle, high, middle_t, high_t, inside)
+
+
+# --------------------------------------------------------------------------- the run
+
+class Summary(NamedTuple):
+    source_frames: int
+    output_frames: int
+    made: int               # frames made by the model
+    passed_through: int     # source frames written unchanged (some possibly twice)
+    repeated_at_cuts: int   # in-between frames that repeat a source frame at a scene cut
+    scene_cuts: int
+    compute_seconds: float
+
+
+def interpolate_stream(frames: Iterator[video_io.SourceFrame], clock: OutputClock, renderer: PairRenderer,
+                       write, *, scene_threshold: float = DEFAULT_SCENE_THRESHOLD,
+                       after_pair=None, progress=None) -> Summary:
+    """Write every output frame of ``clock`` with ``write(uint8 frame)``, streaming through ``frames``.
+
+    ``after_pair()`` is called after each pair's frames are written (to pass
+    audio on); ``progress.update(n)`` counts written frames.
+    """
+    if not 0 <= scene_threshold:
+        raise ValueError(f"scene_threshold must be >= 0, not {scene_threshold}")
+    counts = dict(source=0, output=0, made=0, passed=0, repeated=0, cuts=0)
+    compute_seconds = 0.0
+
+    def emit(frame: np.ndarray, kind: str) -> None:
+        write(frame)
+        counts["output"] += 1
+        counts[kind] += 1
+        if progress is not None:
+            progress.update(1)
+
+    previous: Optional[SourceSlot] = None
+    for frame in frames:
+        current = SourceSlot(frame, renderer.runtime)
+        counts["source"] += 1
+        if previous is None:
+            previous = current
+            continue
+        placements = clock.in_pair(previous.time, current.time)
+        cut = scene_difference(previous.thumbnail, current.thumbnail) > scene_threshold
+        counts["cuts"] += cut
+        wanted = [] if cut else [p.t for p in placements if 0 < p.t < 1]
+        rendered = renderer.render(previous.model_frame(), current.model_frame(), wanted) if wanted else iter(())
+        made_t, made = None, None
+        for placement in placements:
+            t = placement.t
+            if t == 0 or t == 1:
+                emit(previous.uint8 if t == 0 else current.uint8, "passed")
+            elif cut:
+                # No morphing across a cut: the nearer frame (the later one from the middle on).
+                emit(previous.uint8 if t < Fraction(1, 2) else current.uint8, "repeated")
+            else:
+                if made_t != t:  # several outputs can share a t (recursive mode, irregular input)
+                    started = time.perf_counter()
+                    made_t, tensor = next(rendered)
+                    made = runtime.tensor_to_uint8(tensor, previous.crop)
+                    del tensor
+                    compute_seconds += time.perf_counter() - started
+                emit(made, "made")
+        del rendered, made
+        if after_pair is not None:
+            after_pair()
+        previous = current  # the older frame and its pyramids are freed here
+    if previous is None or counts["source"] < 2:
+        raise media_io.MediaError("at least 2 frames are needed")
+    for _ in clock.at_end(previous.time):
+        emit(previous.uint8, "passed")
+    return Summary(counts["source"], counts["output"], counts["made"], counts["passed"], counts["repeated"],
+                   counts["cuts"], compute_seconds)
