@@ -4,14 +4,19 @@
 from these pieces and run through ``run_reporting_errors``, so that they all
 fail the same way: a problem the user can fix is one line on stderr
 ("error: ..."), exit status 1; bad arguments are one usage line, exit
-status 2; Ctrl-C ends with "interrupted: nothing was written", exit status 130.
+status 2; Ctrl-C ends with "interrupted: nothing was written", exit status
+130, and SIGTERM / SIGHUP (``kill``, ``timeout``, a closed terminal) the same
+way with 143 / 129. The signals are turned into an exception that unwinds
+like Ctrl-C, so every writer removes its temporary files on the way out.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 from fractions import Fraction
 
 import torch
@@ -27,8 +32,10 @@ class UserError(Exception):
     """A problem with the command line or its files, explained in one line."""
 
 
-# Errors whose message is for the user: printed as one line, without a traceback.
-USER_ERRORS = (UserError, media_io.MediaError, runtime.ModelLoadError)
+# Errors whose message is for the user: printed as one line, without a
+# traceback. ValueError and OSError are there too because a user's argument or
+# file can cause them deep inside a library; FILM_DEBUG=1 shows their traceback.
+USER_ERRORS = (UserError, media_io.MediaError, runtime.SetupError, ValueError, OSError)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -71,14 +78,39 @@ def gigabytes(text: str) -> float:
 
 
 def frame_rate(text: str) -> Fraction:
+    """An argparse type: an exact frame rate from "60", "30000/1001" or a decimal.
+
+    Decimals of two or more digits that are an NTSC rate N/1.001 rounded
+    (23.976, 29.97, 47.952, 59.94, 119.88, ...: within half a unit of their
+    last digit) mean that exact rate, N000/1001, as in video tools; other
+    decimals are taken as written (25.5 is 51/2, 59.9 is 599/10).
+    """
     try:
-        value = Fraction(text)
+        value = Fraction(text.strip())
     except (ValueError, ZeroDivisionError):
         raise argparse.ArgumentTypeError(f"expected a number such as 60, 29.97 or 30000/1001, "
                                          f"got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
-    return value
+    return ntsc_rate(text.strip(), value) or value
+
+
+def ntsc_rate(text: str, value: Fraction):
+    """N000/1001 when the decimal ``text`` is that rate rounded to its digits, else None."""
+    if "." not in text or "/" in text or value.denominator == 1:
+        return None
+    digits = len(text.partition(".")[2])
+    if digits < 2:
+        return None
+    whole = round(value * Fraction(1001, 1000))
+    exact = Fraction(1000 * whole, 1001)
+    if whole >= 1 and abs(exact - value) <= Fraction(1, 2 * 10 ** digits):
+        return exact
+    return None
+
+
+FRAME_RATE_FORMS = ("a whole number (60), a fraction (30000/1001) or a decimal; NTSC decimals "
+                    "(23.976, 29.97, 47.952, 59.94, 119.88, ...) mean N000/1001 exactly")
 
 
 def format_fps(fps: Fraction) -> str:
@@ -100,9 +132,11 @@ PRECISION_HELP = (
     "uses fp32")
 
 
-def add_gpu_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--gpu", action="store_true",
-                        help="use CUDA, or Apple MPS, when available (otherwise say so and use the CPU)")
+GPU_HELP = "use CUDA, or Apple MPS, when available (otherwise say so and use the CPU)"
+
+
+def add_gpu_argument(parser: argparse.ArgumentParser, help: str = GPU_HELP) -> None:
+    parser.add_argument("--gpu", action="store_true", help=help)
 
 
 def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
@@ -128,11 +162,19 @@ def add_tiling_arguments(parser: argparse.ArgumentParser) -> None:
                              "the GPU's memory with --gpu, else 60%% of the machine's RAM")
 
 
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=whole_number(1), default=None, metavar="N",
+                        help="CPU threads for the model (default: $OMP_NUM_THREADS if set, else the cores "
+                             f"this process may use, here {runtime.available_cores()}). Give fewer when other "
+                             "jobs share the CPU: threads that wait for a busy core slow every step down")
+
+
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
-    """Where and how the model runs: --gpu, --precision, --tile, --max_memory."""
+    """Where and how the model runs: --gpu, --precision, --tile, --max_memory, --threads."""
     add_gpu_argument(parser)
     add_precision_arguments(parser)
     add_tiling_arguments(parser)
+    add_threads_argument(parser)
 
 
 # --------------------------------------------------------------------------- logging and errors
@@ -154,22 +196,57 @@ def set_up_logging() -> None:
         log.propagate = False
 
 
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    if isinstance(error, OSError) and error.strerror:
+        text = f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    return text or type(error).__name__
+
+
 def same_file(a: str, b: str) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C, so that the same clean-up runs."""
+
+    def __init__(self, signal_number: int):
+        super().__init__(signal.Signals(signal_number).name)
+        self.signal_number = signal_number
+
+
+_TERMINATING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _raise_terminated(signal_number: int, frame) -> None:
+    # A second signal during the clean-up must not interrupt the clean-up.
+    for other in _TERMINATING_SIGNALS:
+        signal.signal(other, signal.SIG_IGN)
+    raise Terminated(signal_number)
 
 
 def run_reporting_errors(run_command, args: argparse.Namespace) -> int:
     """run_command(args), with the user-facing outcome of each failure: one line, an exit status."""
     set_up_logging()
+    threads = torch.get_num_threads()  # the command may change it; a caller in the same process keeps its own
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {number: signal.signal(number, _raise_terminated) for number in _TERMINATING_SIGNALS}
     try:
         return run_command(args)
     except USER_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
+        if os.environ.get("FILM_DEBUG") and not isinstance(error, (UserError, media_io.MediaError, runtime.SetupError)):
+            raise
+        print(f"error: {_one_line(error)}", file=sys.stderr)
         return 1
     except torch.OutOfMemoryError:
         print("error: out of memory while interpolating: try --tile, --precision bf16/fp16 on a GPU, or the CPU",
               file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interruption:
         print("interrupted: nothing was written", file=sys.stderr)
-        return 130
+        return 128 + interruption.signal_number if isinstance(interruption, Terminated) else 130
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+        torch.set_num_threads(threads)

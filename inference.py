@@ -98,8 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--frames", type=cli.whole_number(1), default=DEFAULT_FRAMES,
                         help=f"number of in-between frames, at least 1 (default: {DEFAULT_FRAMES})")
     parser.add_argument("--fps", type=cli.frame_rate, default=DEFAULT_FPS,
-                        help=f"frames per second of the video or GIF; fractions such as 30000/1001 are "
-                             f"exact (default: {DEFAULT_FPS})")
+                        help=f"frames per second of the video or GIF: {cli.FRAME_RATE_FORMS} "
+                             f"(default: {DEFAULT_FPS})")
     parser.add_argument("--mode", choices=frame_schedule.MODES, default="balanced",
                         help="how in-between frames are scheduled (see below; default: balanced)")
     parser.add_argument("--forward_only", "--forward-only", dest="forward_only", action="store_true",
@@ -145,7 +145,8 @@ def run(args: argparse.Namespace) -> int:
                  f"times j/{1 << depth}, so motion is slightly uneven; "
                  f"{(1 << (depth - 1)) - 1} or {(1 << depth) - 1} frames would be even")
     model_runtime = runtime.open_model(args.model_path, gpu=args.gpu, precision=args.precision,
-                                       frame_size=(height, width), tile=args.tile, max_memory_gb=args.max_memory)
+                                       frame_size=(height, width), tile=args.tile, max_memory_gb=args.max_memory,
+                                       threads=args.threads)
 
     with media_io.open_writer(save_path, args.fps, width, height, frame_count=len(order)) as writer:
         compute_started = time.perf_counter()

@@ -34,6 +34,7 @@ from video_pipeline import DEFAULT_SCENE_THRESHOLD, MODES, SCENE_MAX_SHIFT, SCEN
 log = cli.log
 
 DEFAULT_MULTIPLIER = 2
+OUTPUT_KINDS = ("video", "png")
 DEFAULT_FOLDER_FPS = Fraction(30)
 # --fps may be this much (relative) below the source's rate, so that typing
 # 29.97 for a 30000/1001 fps video is not refused.
@@ -63,7 +64,8 @@ timing:
                   1/K ... (K-1)/K; the output rate is K x the source's average
                   rate. N source frames give K(N-1)+1 frames (the last output
                   frame is the last source frame).
-  --fps F         an exact output rate (60, 59.94, 60000/1001). Output frame n
+  --fps F         an exact output rate (60, 60000/1001; 59.94 means
+                  60000/1001, as do the other NTSC decimals). Output frame n
                   is at first + n/F; each is made from the two source frames
                   around that time, at the matching t (24 -> 60 fps: t = 0.4,
                   0.8, 0.2, 0.6, then a source frame again). Source frames
@@ -146,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--multiplier", type=cli.whole_number(2, " (K - 1 new frames between each pair)"), default=None, metavar="K",
                       help=f"K - 1 new frames between each pair, K >= 2 (default: {DEFAULT_MULTIPLIER})")
     rate.add_argument("--fps", type=cli.frame_rate, default=None, metavar="F",
-                      help="exact output frame rate instead: 60, 59.94 or 60000/1001 (at least the source's)")
+                      help=f"exact output frame rate instead, at least the source's: {cli.FRAME_RATE_FORMS}")
     parser.add_argument("--mode", choices=MODES, default="direct",
                         help="how new frames are made (see below; default: direct)")
     parser.add_argument("--scene_threshold", "--scene-threshold", dest="scene_threshold", type=_threshold,
@@ -155,8 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
                              f"(default: {DEFAULT_SCENE_THRESHOLD}; 1 turns it off)")
     parser.add_argument("--input_fps", "--input-fps", dest="input_fps", type=cli.frame_rate,
                         default=None, metavar="F",
-                        help=f"frame rate of a folder of frames (default: {DEFAULT_FOLDER_FPS}; "
-                             f"videos carry their own)")
+                        help=f"frame rate of a folder of frames, in the same forms as --fps (default: "
+                             f"{DEFAULT_FOLDER_FPS}; videos carry their own)")
     cli.add_runtime_arguments(parser)
     return parser
 
@@ -185,8 +187,9 @@ def default_save_path(input_path: str, name: str, rate: Fraction) -> str:
 
 def _check_output(save_path: str, kind: str, input_path: str) -> None:
     if kind == "gif":
+        extensions = ", ".join(sorted(media_io.VIDEO_FORMATS))
         raise UserError("GIF output is not offered for videos (it keeps every frame in memory until the end): "
-                        "use .mp4, .mkv or a folder")
+                        f"use {extensions} or a folder")
     if kind != "png" and cli.same_file(save_path, input_path):
         raise UserError(f"the output path is the input: {save_path}")
     if kind == "png" and os.path.isdir(input_path) and cli.same_file(save_path.rstrip("/" + os.sep), input_path):
@@ -202,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
             log.warning("--input_fps is ignored: it is for folders of frames, a video has its own rate")
         rate = output_rate_for(args, source)
         save_path = args.save_path or default_save_path(args.input, source.name, rate)
-        kind = media_io.output_kind(save_path)
+        kind = media_io.output_kind(save_path, offered=OUTPUT_KINDS)
         _check_output(save_path, kind, args.input)
         if kind != "video" and source.audio_streams:
             log.warning("the audio is not written to PNG frames")
@@ -210,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
 
         model_runtime = runtime.open_model(args.model_path, gpu=args.gpu, precision=args.precision,
                                            frame_size=(source.height, source.width), tile=args.tile,
-                                           max_memory_gb=args.max_memory)
+                                           max_memory_gb=args.max_memory, threads=args.threads)
         renderer = video_pipeline.PairRenderer(model_runtime, args.mode)
 
         multiplier = None if args.fps is not None else (args.multiplier or DEFAULT_MULTIPLIER)

@@ -21,7 +21,7 @@ import re
 import secrets
 import shutil
 from fractions import Fraction
-from typing import List, NamedTuple, Optional, Set
+from typing import List, NamedTuple, Optional, Sequence, Set
 
 import av
 import cv2
@@ -152,8 +152,12 @@ def to_uint8(pixels: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- writing
 
-def output_kind(path: str) -> str:
-    """'video', 'gif' or 'png' (a folder of numbered PNG frames) for an output path."""
+def output_kind(path: str, offered: Sequence[str] = ("video", "gif", "png")) -> str:
+    """'video', 'gif' or 'png' (a folder of numbered PNG frames) for an output path.
+
+    An unknown extension is refused with a message listing the extensions of
+    the ``offered`` kinds only (a caller may offer fewer kinds).
+    """
     if path.endswith(("/", os.sep)):
         return "png"
     extension = os.path.splitext(path)[1].lower()
@@ -167,16 +171,17 @@ def output_kind(path: str) -> str:
         return "video"
     if extension in GIF_EXTENSIONS:
         return "gif"
-    supported = ", ".join(sorted({*VIDEO_FORMATS, *GIF_EXTENSIONS}))
-    raise OutputError(f"unsupported output extension {extension!r} in {path} "
-                      f"(use {supported}, or a folder path for PNG frames)")
+    extensions = {"video": set(VIDEO_FORMATS), "gif": GIF_EXTENSIONS, "png": set()}
+    supported = ", ".join(sorted(set().union(*(extensions[kind] for kind in offered))))
+    folder = ", or a folder path for PNG frames" if "png" in offered else ""
+    raise OutputError(f"unsupported output extension {extension!r} in {path} (use {supported}{folder})")
 
 
 def describe_kind(kind: str) -> str:
     return {"video": "H.264 video", "gif": "animated GIF", "png": "PNG frames"}[kind]
 
 
-class _Destination:
+class Destination:
     """A final path, a temporary sibling to write into, and the folders created for it."""
 
     def __init__(self, path: str, is_folder: bool):
@@ -273,7 +278,7 @@ class FrameWriter:
         self.width, self.height = int(width), int(height)
         self.frames_written = 0
         self._finished = False
-        self.destination = _Destination(path, is_folder=(self.kind == "png"))
+        self.destination = Destination(path, is_folder=(self.kind == "png"))
         self.path = self.destination.final
 
     def write(self, frame: np.ndarray) -> None:

@@ -33,8 +33,12 @@ log = logging.getLogger("film")
 PAD_MULTIPLE = 64
 
 
-class ModelLoadError(Exception):
-    """The model file is missing or is not a model this program can run (a one-line message)."""
+class SetupError(Exception):
+    """A model file or a setting that cannot be run as asked, explained in one line."""
+
+
+class ModelLoadError(SetupError):
+    """The model file is missing or is not a model this program can run."""
 
 
 # --------------------------------------------------------------------------- device and precision
@@ -80,6 +84,31 @@ def choose_dtype(device: torch.device, precision: str) -> torch.dtype:
                     f"several times slower than fp32): running in fp32")
         return torch.float32
     return PRECISION_DTYPES[precision]
+
+
+# --------------------------------------------------------------------------- threads
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity), not all the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on every platform
+        return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """$OMP_NUM_THREADS when it is set to a whole number (the user's word), else ``available_cores()``."""
+    try:
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    except (KeyError, ValueError):
+        return available_cores()
+
+
+def set_threads(threads: Optional[int]) -> int:
+    """Use ``threads`` CPU threads for the model (None: ``default_threads()``); returns the number."""
+    threads = threads or default_threads()
+    torch.set_num_threads(threads)
+    return threads
 
 
 # --------------------------------------------------------------------------- model files
@@ -159,8 +188,14 @@ def apply_tiling(model: torch.nn.Module, height: int, width: int, tile: Optional
         max_memory_gb = default_memory_budget_gb(device)
     if tile is None:
         dtype_bytes = torch.empty((), dtype=dtype).element_size()
-        tile = tiling.choose_tile_size(height, width, int(max_memory_gb * 2 ** 30),
-                                       filters=model_filters(model), dtype_bytes=dtype_bytes)
+        try:
+            tile = tiling.choose_tile_size(height, width, max(1, int(max_memory_gb * 2 ** 30)),
+                                           filters=model_filters(model), dtype_bytes=dtype_bytes)
+        except ValueError:
+            smallest = tiling.estimate_peak_memory(min(height, tiling.TILE_MULTIPLE), min(width, tiling.TILE_MULTIPLE),
+                                                   model_filters(model), dtype_bytes)
+            raise SetupError(f"--max_memory {max_memory_gb:g} GB is too small for a {width}x{height} frame: "
+                             f"even {tiling.TILE_MULTIPLE} px tiles need about {smallest / 2 ** 30:.2f} GB") from None
         if tile is None:
             return model
         log.info(f"a {width}x{height} frame needs more than --max_memory {max_memory_gb:.1f} GB: "
@@ -238,8 +273,13 @@ class ModelRuntime(NamedTuple):
 
 
 def open_model(path: str, *, gpu: bool = False, precision: str = "fp32", frame_size: Tuple[int, int],
-               tile: Optional[int] = None, max_memory_gb: Optional[float] = None) -> ModelRuntime:
-    """Load ``path`` on the chosen device and precision, tiled if ``frame_size`` (H, W) needs it."""
+               tile: Optional[int] = None, max_memory_gb: Optional[float] = None,
+               threads: Optional[int] = None) -> ModelRuntime:
+    """Load ``path`` on the chosen device and precision, tiled if ``frame_size`` (H, W) needs it.
+
+    ``threads``: CPU threads (None: the cores this process may use).
+    """
+    set_threads(threads)
     device = choose_device(gpu)
     dtype = choose_dtype(device, precision)
     model = load_model(path, device, dtype)

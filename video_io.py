@@ -204,39 +204,99 @@ class VideoSource(FrameSource):
             raise MediaError(f"cannot tell the frame rate of {self.path}")
         self.rate = tidy_rate(rate)
         self.frame_count = self.stream.frames or None
-        if self.frame_count is None and self.container.duration:
-            # Container duration is in microseconds (AV_TIME_BASE).
-            self.frame_count = max(2, round(Fraction(self.container.duration, 1_000_000) * self.rate))
+        self.declared_end = self._declared_end()
+        if self.frame_count is None and self.declared_end is not None:
+            self.frame_count = max(2, round((self.declared_end - self._declared_start()) * self.rate))
+        if self.frame_count is None:
+            # Files written as a stream (screen and browser recordings) say
+            # neither: count the video packets, which reads the file but
+            # decodes nothing.
+            self.frame_count = self._count_video_packets() or None
         self.audio_streams = list(self.container.streams.audio) if keep_audio else []
         self.audio_packets = collections.deque()
-        self.dropped_frames = 0
+        self.dropped_frames = 0       # timestamps not after the previous frame's
+        self.damaged_packets = 0      # packets the decoder refused
+        self.damaged_times: List[Fraction] = []
+        self.read_error: Optional[str] = None  # why reading stopped before the end of the file
+        self.decoded_frames = 0
+        self.last_time: Optional[Fraction] = None   # of the last decoded video frame
+        self.read_until: Optional[Fraction] = None  # end of the latest packet read, any stream
+
+    def _declared_start(self) -> Fraction:
+        if self.stream.start_time is not None:
+            return self.stream.start_time * self.time_base
+        return Fraction(self.container.start_time or 0, 1_000_000)
+
+    def _declared_end(self) -> Optional[Fraction]:
+        """Where the file's header says the video ends (None if it does not say)."""
+        if self.stream.duration:
+            return self._declared_start() + self.stream.duration * self.time_base
+        if self.container.duration:
+            # Container times are in microseconds (AV_TIME_BASE).
+            return Fraction((self.container.start_time or 0) + self.container.duration, 1_000_000)
+        return None
+
+    def _count_video_packets(self) -> int:
+        count = 0
+        try:
+            with av.open(self.path, mode="r") as container:
+                stream = container.streams[self.stream.index]
+                for packet in container.demux(stream):
+                    count += packet.size > 0
+        except av.FFmpegError:
+            pass  # a damaged file: as many as could be read
+        return count
 
     def _decode(self) -> Iterator[SourceFrame]:
+        """Decodes what can be decoded: a packet the decoder refuses is skipped, a read error ends the file.
+
+        Users' files are often cut short (a recording that stopped, a partial
+        download) or damaged; ``report_damage`` says afterwards what was lost.
+        """
         stream = self.stream
+        packets = self.container.demux([stream, *self.audio_streams])
         previous_time: Optional[Fraction] = None
-        try:
-            for packet in self.container.demux([stream, *self.audio_streams]):
-                if packet.stream.index != stream.index:
-                    # demux ends each stream with an empty packet
-                    if packet.size and self.audio_streams:
-                        self.audio_packets.append(packet)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except av.FFmpegError as error:
+                self.read_error = _describe_av_error(error)
+                packet = None  # the decoder still holds frames (reordering delay): flush them below
+            if packet is not None and packet.pts is not None and packet.time_base is not None:
+                end = (packet.pts + (packet.duration or 0)) * Fraction(packet.time_base)
+                self.read_until = end if self.read_until is None else max(self.read_until, end)
+            if packet is not None and packet.stream.index != stream.index:
+                # demux ends each stream with an empty packet
+                if packet.size and self.audio_streams:
+                    self.audio_packets.append(packet)
+                continue
+            try:
+                frames = packet.decode() if packet is not None else stream.codec_context.decode(None)
+            except av.FFmpegError:
+                self.damaged_packets += 1
+                if packet is not None and packet.pts is not None:
+                    self.damaged_times.append(packet.pts * self.time_base)
+                frames = []
+            for frame in frames:
+                if frame.pts is None:
+                    # Some raw streams carry no timestamps: assume the nominal rate.
+                    time = Fraction(0) if previous_time is None else previous_time + 1 / self.rate
+                else:
+                    time = frame.pts * Fraction(frame.time_base or self.time_base)
+                if previous_time is not None and time <= previous_time:
+                    # A broken file can repeat or reorder timestamps; a frame
+                    # that is not later than the previous one cannot be placed.
+                    self.dropped_frames += 1
                     continue
-                for frame in packet.decode():
-                    if frame.pts is None:
-                        # Some raw streams carry no timestamps: assume the nominal rate.
-                        time = Fraction(0) if previous_time is None else previous_time + 1 / self.rate
-                    else:
-                        time = frame.pts * Fraction(frame.time_base or self.time_base)
-                    if previous_time is not None and time <= previous_time:
-                        # A broken file can repeat or reorder timestamps; a frame
-                        # that is not later than the previous one cannot be placed.
-                        self.dropped_frames += 1
-                        continue
-                    previous_time = time
-                    pixels = frame.to_ndarray(format="rgb24")
-                    yield SourceFrame(time, rotate_upright(pixels, frame.rotation))
-        except av.FFmpegError as error:
-            raise MediaError(f"cannot decode {self.path}: {_describe_av_error(error)}") from None
+                previous_time = time
+                pixels = frame.to_ndarray(format="rgb24")
+                self.decoded_frames += 1
+                self.last_time = time
+                yield SourceFrame(time, rotate_upright(pixels, frame.rotation))
+            if packet is None:
+                break
 
     def frames(self) -> Iterator[SourceFrame]:
         ahead, self._ahead = self._ahead, []
@@ -251,6 +311,61 @@ class VideoSource(FrameSource):
         if self.dropped_frames:
             log.warning(f"{self.dropped_frames} frames of {self.path} had a timestamp not after the "
                         f"previous frame's and were skipped")
+        damage = self.describe_damage()
+        if damage:
+            log.warning(damage)
+
+    def describe_damage(self) -> Optional[str]:
+        """One line on what could not be read (after ``frames()`` is exhausted), or None if nothing."""
+        parts = []
+        if self.damaged_packets:
+            where = ""
+            if self.damaged_times:
+                first, last = min(self.damaged_times), max(self.damaged_times)
+                where = f" at {float(first):.2f} s" if first == last else f" between {float(first):.2f} and {float(last):.2f} s"
+            parts.append(f"{self.damaged_packets} damaged frame{'s' if self.damaged_packets != 1 else ''}{where} "
+                         f"could not be decoded and {'were' if self.damaged_packets != 1 else 'was'} left out")
+        missing = self._missing_at_end()
+        if missing is not None:
+            seconds, frames = missing
+            cause = f" ({self.read_error})" if self.read_error else ""
+            parts.append(f"the file ends early{cause}: frames decode up to {float(self.last_time):.2f} s but it "
+                         f"should last until {float(self.declared_end):.2f} s; the last {float(seconds):.2f} s "
+                         f"(~{frames} frame{'s' if frames != 1 else ''}) could not be read and the output ends there")
+        elif self.read_error:
+            parts.append(f"reading stopped at {float(self.last_time):.2f} s ({self.read_error})")
+        if not parts:
+            return None
+        return f"{self.path}: " + "; ".join(parts)
+
+    def _missing_at_end(self):
+        """(seconds, frames) that the header promises after the last decoded frame, or None.
+
+        A header that counts the video's frames (MP4) settles it. Otherwise the
+        declared end is compared with how far the file could be read: the
+        container's duration covers every stream, so sound that goes on after
+        the picture is not taken for a cut. A frame and a half of slack covers
+        the last frame's duration and rounding in headers.
+        """
+        if self.last_time is None:
+            return None
+        frame_duration = 1 / self.rate
+        declared_frames = self.stream.frames or None
+        if declared_frames:
+            missing_frames = declared_frames - self.decoded_frames - self.dropped_frames - self.damaged_packets
+            if missing_frames <= 0:
+                return None
+            seconds = missing_frames * frame_duration
+            if self.declared_end is not None:
+                seconds = max(seconds, self.declared_end - (self.last_time + frame_duration))
+            return seconds, missing_frames
+        if self.declared_end is None:
+            return None
+        reached = max(self.last_time + frame_duration, self.read_until or self.last_time)
+        if self.declared_end - reached <= frame_duration * 3 / 2:
+            return None
+        seconds = self.declared_end - (self.last_time + frame_duration)
+        return seconds, max(1, round(seconds * self.rate))
 
     def close(self) -> None:
         container, self.container = self.container, None

@@ -9,6 +9,10 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# Tests run small frames, which gain nothing from threads; on a shared 2-core
+# machine threads only wait for each other. The CLIs' --threads default
+# honours this, in-process and in the subprocesses the tests start.
+os.environ.setdefault('OMP_NUM_THREADS', '1')
 
 REFERENCE = pathlib.Path(os.environ.get('FILM_REFERENCE_DIR', ROOT.parent / 'shared' / 'reference'))
 REFERENCE_CONFIGS = ('small', 'alt')

@@ -9,6 +9,7 @@ which t it was made from. Reuse, memory and interruption use the tiny random
 FILM model. The command line runs in-process through ``inference_video.main``,
 and in subprocesses where peak memory, signals or the exit status matter.
 """
+import io
 import os
 import pathlib
 import signal
@@ -765,3 +766,188 @@ def test_help_documents_everything():
                   "does not drop frames", "Audio streams are copied", "re-encoded to AAC", "Rotation",
                   ".mp4", ".mkv", "PNG", "exit status", "Ctrl-C", "trained"]:
         assert words in result.stdout, words
+
+
+# --------------------------------------------------------------------------- damaged and unusual inputs
+
+def faststart_copy(source, target):
+    """The same streams, remuxed with the index at the front (as web uploads are)."""
+    with av.open(str(source)) as reader, av.open(str(target), "w", options={"movflags": "+faststart"}) as writer:
+        streams = {stream.index: writer.add_stream_from_template(stream) for stream in reader.streams}
+        for packet in reader.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                writer.mux(packet)
+    return str(target)
+
+
+def cut_short(source, target, fraction):
+    data = pathlib.Path(source).read_bytes()
+    pathlib.Path(target).write_bytes(data[:int(len(data) * fraction)])
+    return str(target)
+
+
+@pytest.fixture(scope="module")
+def cut_videos(tmp_path_factory):
+    """95-frame clips cut in half: a faststart MP4 (index intact) and a Matroska file."""
+    folder = tmp_path_factory.mktemp("cut")
+    whole_mp4 = make_video(folder / "whole.mp4", count=95, rate=F(24), width=160, height=96, audio=None)
+    whole_mkv = make_video(folder / "whole.mkv", count=95, rate=F(24), width=160, height=96, audio=None)
+    faststart = faststart_copy(whole_mp4, folder / "faststart.mp4")
+    return {"mp4": cut_short(faststart, folder / "half.mp4", 0.5),
+            "mkv": cut_short(whole_mkv, folder / "half.mkv", 0.5),
+            # The index of a plain MP4 is at its end: cut off, nothing can be read.
+            "no_index": cut_short(whole_mp4, folder / "no_index.mp4", 0.5),
+            "whole_mp4": faststart, "whole_mkv": whole_mkv}
+
+
+@pytest.mark.parametrize("kind", ["mp4", "mkv"])
+def test_a_video_cut_short_is_used_up_to_the_cut_with_one_warning(capsys, tmp_path, model_files, cut_videos, kind):
+    """Decode what can be decoded, finish from those frames, say what was lost (exit 0)."""
+    times, frames = decode_video_leniently(cut_videos[kind])
+    assert 20 < len(frames) < 60  # the cut lost frames, some remain
+    status, out, err = run_cli(capsys, model_files["blend"], cut_videos[kind], "--save_path", tmp_path / "o")
+    assert status == 0, err
+    warnings = [line for line in error_lines(err) if line.startswith("warning:")]
+    assert len(warnings) == 1, err
+    assert "ends early" in warnings[0] and "could not be read" in warnings[0]
+    # Where and how much: the last decoded frame's time and the seconds lost (95 frames of 1/24 s).
+    assert f"{float(times[-1]):.2f} s" in warnings[0]
+    lost = 95 / 24 - float(times[-1] + F(1, 24))
+    assert f"{lost:.2f} s" in warnings[0] or f"{lost + 0.01:.2f} s" in warnings[0] or f"{lost - 0.01:.2f} s" in warnings[0]
+    written = read_png_folder(tmp_path / "o")
+    assert len(written) == 2 * len(frames) - 1
+    assert_blends(written, frames, [(n // 2, F(n % 2, 2)) for n in range(len(written))])
+
+
+@pytest.mark.parametrize("kind", ["whole_mp4", "whole_mkv"])
+def test_a_whole_video_gives_no_damage_warning(capsys, tmp_path, model_files, cut_videos, kind):
+    status, _, err = run_cli(capsys, model_files["blend"], cut_videos[kind], "--save_path", tmp_path / "o")
+    assert status == 0, err
+    assert not [line for line in error_lines(err) if line.startswith("warning:")], err
+
+
+def test_a_video_where_nothing_decodes_is_an_error(capsys, tmp_path, model_files, cut_videos):
+    assert_refused_cleanly(inference_video.main, capsys, tmp_path,
+                           [model_files["blend"], cut_videos["no_index"], "--save_path", tmp_path / "o.mp4"],
+                           "cannot read")
+
+
+def decode_video_leniently(path):
+    """(times, frames) that PyAV can decode from a damaged file, ignoring the error that ends it."""
+    times, frames = [], []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except av.FFmpegError:
+                packet = None
+            try:
+                decoded = packet.decode() if packet is not None else stream.codec_context.decode(None)
+            except av.FFmpegError:
+                decoded = []
+            for frame in decoded:
+                times.append(Fraction(frame.pts * stream.time_base))
+                frames.append(frame.to_ndarray(format="rgb24"))
+            if packet is None:
+                break
+    return times, frames
+
+
+def test_a_stream_recording_without_duration_still_gets_a_progress_total(tmp_path):
+    """Browser/screen recordings written as a stream say neither duration nor frame count."""
+    class Unseekable(io.RawIOBase):
+        def __init__(self, file):
+            self.file = file
+
+        def writable(self):
+            return True
+
+        def write(self, data):
+            return self.file.write(data)
+
+    path = tmp_path / "recording.webm"
+    moments = [0, 33, 66, 80, 150, 200, 233, 300]  # ms, variable rate
+    with open(path, "wb") as file, av.open(Unseekable(file), "w", format="webm") as container:
+        stream = container.add_stream("libvpx-vp9", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        stream.codec_context.time_base = F(1, 1000)
+        for index, moment in enumerate(moments):
+            frame = av.VideoFrame.from_ndarray(pattern_frame(index, 64, 64), format="rgb24")
+            frame.pts, frame.time_base = moment, F(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    with av.open(str(path)) as container:
+        assert not container.streams.video[0].frames and container.duration is None  # nothing declared
+    with video_io.open_source(str(path), folder_fps=F(30)) as source:
+        assert source.frame_count == len(moments)
+        assert video_pipeline.estimate_output_frames(source.frame_count, source.rate, 2 * source.rate) == 15
+
+
+def test_sigterm_and_sighup_leave_no_partial_file(tmp_path, model_files, long_videos):
+    for signal_number, status in ((signal.SIGTERM, 143), (signal.SIGHUP, 129)):
+        save_path = tmp_path / "out.mp4"
+        process = subprocess.Popen([sys.executable, str(ROOT / "inference_video.py"), model_files["tiny"],
+                                    long_videos[500], "--save_path", str(save_path)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   stdin=subprocess.DEVNULL, env=ONE_THREAD_ENV)
+        try:
+            deadline = time.monotonic() + 120
+            while not any(name.endswith(".partial") for name in os.listdir(tmp_path)):
+                assert process.poll() is None and time.monotonic() < deadline, "never started writing"
+                time.sleep(0.05)
+            time.sleep(0.5)
+            process.send_signal(signal_number)
+            out, err = process.communicate(timeout=60)
+        finally:
+            process.kill()
+        assert process.returncode == status, err
+        assert error_lines(err)[-1] == "interrupted: nothing was written" and out == ""
+        assert os.listdir(tmp_path) == []
+
+
+def test_ntsc_decimal_rate_is_the_exact_rate(capsys, tmp_path, model_files, videos):
+    status, out, err = run_cli(capsys, model_files["blend"], videos["film"], "--fps", "59.94",
+                               "--save_path", tmp_path / "out.mp4")
+    assert status == 0, err
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        assert container.streams.video[0].average_rate == F(60000, 1001)
+
+
+def test_output_extension_messages_list_exactly_what_is_accepted(capsys, tmp_path, model_files, videos):
+    status, _, err = run_cli(capsys, model_files["blend"], videos["film"], "--save_path", tmp_path / "o.avi")
+    assert status == 1
+    line = error_lines(err)[0]
+    assert ".gif" not in line and ".mp4" in line and ".mkv" in line and "folder" in line
+    status, _, err = run_cli(capsys, model_files["blend"], videos["film"], "--save_path", tmp_path / "o.gif")
+    assert status == 1 and "GIF output is not offered" in err and ".mp4" in err
+
+
+def test_max_memory_too_small_is_one_line(capsys, tmp_path, model_files, videos):
+    assert_refused_cleanly(inference_video.main, capsys, tmp_path,
+                           [model_files["tiny"], videos["film"], "--max_memory", "0.01",
+                            "--save_path", tmp_path / "o.mp4"], "--max_memory 0.01 GB is too small")
+
+
+def test_tiled_runs_say_tiles_run_the_whole_network(capsys, tmp_path, model_files, videos):
+    status, _, err = run_cli(capsys, model_files["tiny"], videos["film"], "--tile", "64",
+                             "--save_path", tmp_path / "o")
+    assert status == 0, err
+    notes = [line for line in error_lines(err) if line.startswith("info:")]
+    assert any("whole network for each tile" in line for line in notes), err
+    assert not any("only has forward()" in line for line in notes), err
+
+
+def test_threads_option(capsys, tmp_path, model_files, videos):
+    status, _, err = run_cli(capsys, model_files["blend"], videos["film"], "--threads", "1",
+                             "--save_path", tmp_path / "o")
+    assert status == 0, err
+    with pytest.raises(SystemExit) as exit_info:
+        inference_video.main([model_files["blend"], videos["film"], "--threads", "0"])
+    assert exit_info.value.code == 2

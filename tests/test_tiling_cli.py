@@ -71,3 +71,19 @@ def test_video_tool_accepts_tiling(capsys, model_files, tmp_path):
     status = inference_video.main([model_files['script'], str(folder), '--save_path', f'{out}/', '--tile', '64'])
     assert status == 0, capsys.readouterr().err
     assert len(read_pngs(out)) == 5
+
+
+def test_max_memory_too_small_is_one_line(capsys, model_files, image_pair, tmp_path):
+    from conftest import assert_refused_cleanly
+    paths, _, _ = image_pair
+    assert_refused_cleanly(inference.main, capsys, tmp_path,
+                           [model_files['script'], *paths, '--max_memory', '0.01', '--save_path', tmp_path / 'x.mp4'],
+                           '--max_memory 0.01 GB is too small')
+
+
+def test_tiled_runs_say_tiles_run_the_whole_network(capsys, model_files, image_pair, tmp_path):
+    paths, _, _ = image_pair
+    status, _, err = run_cli(capsys, model_files['script'], *paths, '--frames', '1', '--tile', '64',
+                             '--save_path', str(tmp_path / 'x.mp4'))
+    assert status == 0, err
+    assert 'whole network for each tile' in err and 'only has forward()' not in err

@@ -1,0 +1,89 @@
+"""cli.py: the argument types, the thread default and the one error/interruption path of every CLI."""
+import argparse
+import os
+import signal
+from fractions import Fraction
+
+import pytest
+import torch
+
+import cli
+import media_io
+import runtime
+
+
+@pytest.mark.parametrize("text, rate", [
+    # NTSC decimals as video tools read them: N000/1001 exactly.
+    ("23.976", Fraction(24000, 1001)), ("29.97", Fraction(30000, 1001)), ("47.952", Fraction(48000, 1001)),
+    ("59.94", Fraction(60000, 1001)), ("119.88", Fraction(120000, 1001)), ("59.940", Fraction(60000, 1001)),
+    ("23.98", Fraction(24000, 1001)), ("14.985", Fraction(15000, 1001)),
+    # Everything else as written.
+    ("60", Fraction(60)), ("24.00", Fraction(24)), ("30000/1001", Fraction(30000, 1001)), ("25.5", Fraction(51, 2)),
+    ("12.5", Fraction(25, 2)), ("59.9", Fraction(599, 10)), ("29.9", Fraction(299, 10)), ("0.5", Fraction(1, 2)),
+])
+def test_frame_rates_are_exact(text, rate):
+    assert cli.frame_rate(text) == rate
+
+
+@pytest.mark.parametrize("text", ["0", "-24", "abc", "1/0", ""])
+def test_bad_frame_rates_are_refused(text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        cli.frame_rate(text)
+
+
+def test_thread_default_honours_omp_num_threads_else_the_cores_we_may_use(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert runtime.default_threads() == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert runtime.default_threads() == runtime.available_cores() == len(os.sched_getaffinity(0))
+
+
+def test_a_command_run_in_process_leaves_the_callers_thread_count():
+    before = torch.get_num_threads()
+
+    def command(args):
+        assert runtime.set_threads(args.threads) == 2 == torch.get_num_threads()
+        return 0
+
+    assert cli.run_reporting_errors(command, argparse.Namespace(threads=2)) == 0
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("signal_number, status", [(signal.SIGTERM, 143), (signal.SIGHUP, 129),
+                                                   (signal.SIGINT, 130)])
+def test_termination_signals_unwind_like_ctrl_c(capsys, tmp_path, signal_number, status):
+    """SIGTERM/SIGHUP become an exception: with-blocks clean up, one line, 128 + the signal."""
+    def command(args):
+        with media_io.open_writer(str(tmp_path / "out.mp4"), Fraction(24), 64, 64):
+            os.kill(os.getpid(), signal_number)
+            raise AssertionError("the signal did not interrupt")
+
+    previous = signal.getsignal(signal.SIGTERM)
+    assert cli.run_reporting_errors(command, argparse.Namespace()) == status
+    assert capsys.readouterr().err.splitlines() == ["interrupted: nothing was written"]
+    assert os.listdir(tmp_path) == []  # the hidden partial file was removed
+    assert signal.getsignal(signal.SIGTERM) is previous  # handlers are restored
+
+
+@pytest.mark.parametrize("error", [ValueError("a value from deep inside"),
+                                   FileNotFoundError(2, "No such file or directory", "/nowhere/x")])
+def test_value_and_os_errors_are_one_line(capsys, monkeypatch, error):
+    monkeypatch.delenv("FILM_DEBUG", raising=False)
+
+    def command(args):
+        raise error
+
+    assert cli.run_reporting_errors(command, argparse.Namespace()) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert ("deep inside" in lines[0]) or ("/nowhere/x" in lines[0])
+
+
+def test_film_debug_shows_the_traceback(monkeypatch):
+    monkeypatch.setenv("FILM_DEBUG", "1")
+
+    def command(args):
+        raise ValueError("shown with its traceback")
+
+    with pytest.raises(ValueError):
+        cli.run_reporting_errors(command, argparse.Namespace())
