@@ -271,11 +271,16 @@ class FrameWriter:
 
     kind = ""
 
-    def __init__(self, path: str, fps: Fraction, width: int, height: int):
+    def __init__(self, path: str, fps: Fraction, width: int, height: int, first_index: int = 0):
         if fps <= 0:
             raise ValueError(f"fps must be positive, not {fps}")
+        if first_index < 0:
+            raise ValueError(f"first_index must be >= 0, not {first_index}")
         self.fps = Fraction(fps)
         self.width, self.height = int(width), int(height)
+        # Index (in the whole sequence) of the first frame written here: a part
+        # of a longer sequence keeps the sequence's timestamps and frame names.
+        self.first_index = int(first_index)
         self.frames_written = 0
         self._finished = False
         self.destination = Destination(path, is_folder=(self.kind == "png"))
@@ -355,8 +360,8 @@ class VideoWriter(FrameWriter):
 
     kind = "video"
 
-    def __init__(self, path: str, fps: Fraction, width: int, height: int):
-        super().__init__(path, fps, width, height)
+    def __init__(self, path: str, fps: Fraction, width: int, height: int, first_index: int = 0):
+        super().__init__(path, fps, width, height, first_index)
         self.coded_width = width + width % 2
         self.coded_height = height + height % 2
         if (self.coded_width, self.coded_height) != (width, height):
@@ -395,7 +400,7 @@ class VideoWriter(FrameWriter):
                                    (0, self.coded_width - self.width), (0, 0)), mode="edge")
         rgb = av.VideoFrame.from_ndarray(frame, format="rgb24")
         yuv = rgb.reformat(format="yuv420p", dst_colorspace="itu709", dst_color_range="MPEG")
-        yuv.pts = self.frames_written
+        yuv.pts = self.first_index + self.frames_written
         yuv.time_base = 1 / self.fps
         for packet in self.video.encode(yuv):
             self.container.mux(packet)
@@ -468,8 +473,8 @@ class PngFolderWriter(FrameWriter):
     kind = "png"
 
     def __init__(self, path: str, fps: Fraction, width: int, height: int,
-                 frame_count: Optional[int] = None):
-        super().__init__(path, fps, width, height)
+                 frame_count: Optional[int] = None, first_index: int = 0):
+        super().__init__(path, fps, width, height, first_index)
         self.digits = max(PNG_FRAME_DIGITS, len(str(max(0, (frame_count or 0) - 1))))
 
     def frame_name(self, index: int) -> str:
@@ -478,18 +483,25 @@ class PngFolderWriter(FrameWriter):
     def _write(self, frame: np.ndarray) -> None:
         ok, encoded = cv2.imencode(".png", frame[:, :, ::-1])
         if not ok:
-            raise OutputError(f"PNG encoding failed for frame {self.frames_written}")
-        target = os.path.join(self.destination.temporary, self.frame_name(self.frames_written))
+            raise OutputError(f"PNG encoding failed for frame {self.first_index + self.frames_written}")
+        target = os.path.join(self.destination.temporary, self.frame_name(self.first_index + self.frames_written))
         with open(target, "wb") as file:
             file.write(encoded.tobytes())
 
 
 def open_writer(path: str, fps: Fraction, width: int, height: int,
-                frame_count: Optional[int] = None) -> FrameWriter:
-    """A writer for ``path``, chosen by ``output_kind``; ``frame_count`` is a hint for PNG names."""
+                frame_count: Optional[int] = None, first_index: int = 0) -> FrameWriter:
+    """A writer for ``path``, chosen by ``output_kind``.
+
+    ``frame_count``: frames in the whole sequence, a hint for PNG names.
+    ``first_index``: where in the sequence the first frame written here is
+    (videos: its pts; PNG folders: its number). GIFs always start at 0.
+    """
     kind = output_kind(path)
     if kind == "video":
-        return VideoWriter(path, fps, width, height)
+        return VideoWriter(path, fps, width, height, first_index=first_index)
     if kind == "gif":
+        if first_index:
+            raise ValueError("a GIF cannot start in the middle of a sequence")
         return GifWriter(path, fps, width, height)
-    return PngFolderWriter(path, fps, width, height, frame_count=frame_count)
+    return PngFolderWriter(path, fps, width, height, frame_count=frame_count, first_index=first_index)
