@@ -203,6 +203,12 @@ def _one_line(error: BaseException) -> str:
     return text or type(error).__name__
 
 
+def _print_note(error: BaseException) -> None:
+    note = getattr(error, "note", None)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+
+
 def same_file(a: str, b: str) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
 
@@ -238,13 +244,15 @@ def run_reporting_errors(run_command, args: argparse.Namespace) -> int:
         if os.environ.get("FILM_DEBUG") and not isinstance(error, (UserError, media_io.MediaError, runtime.SetupError)):
             raise
         print(f"error: {_one_line(error)}", file=sys.stderr)
+        _print_note(error)
         return 1
     except torch.OutOfMemoryError:
         print("error: out of memory while interpolating: try --tile, --precision bf16/fp16 on a GPU, or the CPU",
               file=sys.stderr)
         return 1
     except KeyboardInterrupt as interruption:
-        print("interrupted: nothing was written", file=sys.stderr)
+        # A resumable job keeps its finished work and says where (``note``).
+        print(f"interrupted: {getattr(interruption, 'note', None) or 'nothing was written'}", file=sys.stderr)
         return 128 + interruption.signal_number if isinstance(interruption, Terminated) else 130
     finally:
         for number, handler in handlers.items():

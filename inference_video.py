@@ -27,6 +27,7 @@ import cli
 import media_io
 import runtime
 import video_io
+import video_jobs
 import video_pipeline
 from cli import UserError
 from video_pipeline import DEFAULT_SCENE_THRESHOLD, MODES, SCENE_MAX_SHIFT, SCENE_THUMBNAIL_WIDTH
@@ -160,6 +161,24 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"frame rate of a folder of frames, in the same forms as --fps (default: "
                              f"{DEFAULT_FOLDER_FPS}; videos carry their own)")
     cli.add_runtime_arguments(parser)
+    jobs = parser.add_argument_group("long videos: segments, resuming, workers (see below)")
+    jobs.add_argument("--segment_frames", "--segment-frames", dest="segment_frames", type=cli.whole_number(1),
+                      default=None, metavar="N",
+                      help=f"source frames per segment (default: {video_jobs.DEFAULT_SEGMENT_SECONDS} s of source)")
+    jobs.add_argument("--workdir", default=None, metavar="FOLDER",
+                      help="where finished segments are kept until the output is complete "
+                           "(default: SAVE_PATH.parts beside the output)")
+    jobs.add_argument("--restart", action="store_true",
+                      help="discard the work folder of an earlier run instead of resuming it")
+    jobs.add_argument("--keep_workdir", "--keep-workdir", dest="keep_workdir", action="store_true",
+                      help="keep the work folder after success")
+    jobs.add_argument("--workers", type=cli.whole_number(1), default=None, metavar="N",
+                      help="render segments in N worker processes (Ray; --threads is then per worker, default: "
+                           "the cores divided among them). Default: 1, in this process; with --gpu, one per "
+                           "visible GPU")
+    jobs.add_argument("--ray", default=None, metavar="ADDRESS",
+                      help="send the workers to a running Ray cluster (HOST:PORT, ray://HOST:PORT, or auto); "
+                           "input, model and work folder must be on storage every node sees")
     return parser
 
 
@@ -200,64 +219,107 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     if not os.path.exists(args.model_path):
         raise runtime.ModelLoadError(f"model file not found: {args.model_path}")
-    with video_io.open_source(args.input, folder_fps=args.input_fps or DEFAULT_FOLDER_FPS) as source:
+    folder_fps = args.input_fps or DEFAULT_FOLDER_FPS
+    with video_io.open_source(args.input, folder_fps=folder_fps) as source:
         if args.input_fps is not None and not isinstance(source, video_io.FolderSource):
             log.warning("--input_fps is ignored: it is for folders of frames, a video has its own rate")
         rate = output_rate_for(args, source)
         save_path = args.save_path or default_save_path(args.input, source.name, rate)
         kind = media_io.output_kind(save_path, offered=OUTPUT_KINDS)
         _check_output(save_path, kind, args.input)
-        if kind != "video" and source.audio_streams:
+        with_audio = bool(source.audio_streams) and kind == "video"
+        if source.audio_streams and not with_audio:
             log.warning("the audio is not written to PNG frames")
-            source.discard_audio()
-
-        model_runtime = runtime.open_model(args.model_path, gpu=args.gpu, precision=args.precision,
-                                           frame_size=(source.height, source.width), tile=args.tile,
-                                           max_memory_gb=args.max_memory, threads=args.threads)
-        renderer = video_pipeline.PairRenderer(model_runtime, args.mode)
-
+        times = source.frame_times()
+        if len(times) < 2:
+            raise media_io.MediaError(f"{args.input}: at least 2 frames are needed")
         multiplier = None if args.fps is not None else (args.multiplier or DEFAULT_MULTIPLIER)
-        clock = video_pipeline.OutputClock(source.start_time, rate, source.time_resolution, lattice=multiplier,
+        clock = video_pipeline.OutputClock(times[0], rate, source.time_resolution, lattice=multiplier,
                                            snap_all=args.mode == "recursive")
-        expected = video_pipeline.estimate_output_frames(source.frame_count, source.rate, rate)
-
-        # TorchScript's optimizing executor re-profiles and recompiles during
-        # the first calls (seconds each) for no measurable gain here.
-        with media_io.open_writer(save_path, rate, source.width, source.height, frame_count=expected) as writer, \
-                torch.jit.optimized_execution(False), \
-                tqdm(total=expected, desc="Interpolating", unit="frame", dynamic_ncols=True) as progress:
-            audio = None
-            if kind == "video" and source.audio_streams:
-                audio = video_io.AudioTransfer(source.audio_streams, writer.container, offset=source.start_time)
-
-            def pass_audio_on() -> None:
-                if audio is not None:
-                    audio.send_all(source.audio_packets)
-
-            summary = video_pipeline.interpolate_stream(source.frames(), clock, renderer, writer.write,
-                                                        scene_threshold=args.scene_threshold,
-                                                        after_pair=pass_audio_on, progress=progress)
-            if audio is not None:
-                audio.send_all(source.audio_packets)
-                audio.finish()
-            # The estimate can be off for variable-rate input: end the bar at what was written.
-            progress.total = progress.n
-            progress.refresh()
-
-    seconds = time.perf_counter() - started
-    audio_note = ""
-    if audio is not None:
-        parts = ([f"copied {', '.join(audio.copied)}"] if audio.copied else []) + \
-                ([f"re-encoded to AAC {', '.join(audio.reencoded)}"] if audio.reencoded else [])
-        audio_note = f"; audio {' and '.join(parts)}"
-    cuts = f"{summary.scene_cuts} scene cut{'s' if summary.scene_cuts != 1 else ''}"
-    if summary.repeated_at_cuts:
-        cuts += f" ({summary.repeated_at_cuts} frames repeated there)"
-    print(f"{summary.source_frames} source frames ({source.width}x{source.height}) -> {summary.output_frames} frames "
-          f"at {cli.format_fps(rate)} fps: {summary.made} made ({args.mode} mode, {model_runtime.device.type}, "
-          f"{summary.compute_seconds:.1f} s), {summary.passed_through} passed through; {cuts}{audio_note}; "
-          f"written as {media_io.describe_kind(kind)} to {writer.path} in {seconds:.1f} s")
+        segment_frames = args.segment_frames or max(1, round(video_jobs.DEFAULT_SEGMENT_SECONDS * source.rate))
+        job = video_jobs.JobSpec(
+            input_path=os.path.abspath(args.input), folder_fps=folder_fps, model_path=os.path.abspath(args.model_path),
+            mode=args.mode, rate=rate, lattice=multiplier, scene_threshold=args.scene_threshold, start=times[0],
+            tick=source.time_resolution, width=source.width, height=source.height,
+            total_frames=video_jobs.count_output_frames(times, clock),
+            workdir=os.path.abspath(args.workdir or default_workdir(save_path)),
+            chunk_extension=video_jobs.VIDEO_CHUNK_EXTENSION if kind == "video" else "",
+            gpu=args.gpu, precision=args.precision, tile=args.tile, max_memory=args.max_memory,
+            threads=args.threads)
+        source_name = source.name
+    segments = video_jobs.plan_segments(times, clock, segment_frames)
+    render, device = make_renderer(args, job, len(segments))
+    folder = video_jobs.WorkFolder(job.workdir)
+    folder.open(video_jobs.manifest_for(job, segment_frames, job_settings(args)), restart=args.restart)
+    with tqdm(total=job.total_frames, desc="Interpolating", unit="frame", dynamic_ncols=True) as bar:
+        result = video_jobs.run_job(job, segments, folder, save_path, render=render,
+                                    source_audio=job.input_path if with_audio else None, progress_bar=bar,
+                                    keep_workdir=args.keep_workdir)
+        bar.total = bar.n  # a damaged file can end before the planned frames
+        bar.refresh()
+    for chunk in result.chunks.values():
+        if chunk.warning:
+            log.warning(chunk.warning)
+    print_summary(args, job, segments, result, len(times), device, save_path, kind, source_name,
+                  time.perf_counter() - started)
     return 0
+
+
+def make_renderer(args: argparse.Namespace, job: video_jobs.JobSpec, segments: int):
+    """(render function for video_jobs.run_job, device name): in this process, or Ray workers."""
+    workers = args.workers or default_workers(args)
+    if args.ray is None and workers == 1:
+        model_runtime = job.open_model()
+
+        def render_here(pending, on_done, progress):
+            # TorchScript's optimizing executor re-profiles and recompiles during
+            # the first calls (seconds each) for no measurable gain here.
+            with torch.jit.optimized_execution(False):
+                video_jobs.run_segments_here(job, pending, model_runtime, on_done, progress)
+        return render_here, model_runtime.device.type
+    import ray_workers
+    runtime.load_model(job.model_path)  # a bad model file fails here, in one line, before Ray starts
+    threads = args.threads or max(1, runtime.default_threads() // workers)
+    return ray_workers.RayRenderer(job, workers, address=args.ray, threads_per_worker=threads, gpu=args.gpu), \
+        ("cuda" if args.gpu else "cpu") + f", {workers} Ray workers"
+
+
+def default_workers(args: argparse.Namespace) -> int:
+    if args.gpu and torch.cuda.is_available():
+        return torch.cuda.device_count()  # one worker per visible GPU
+    if args.ray is not None:
+        raise UserError("--ray needs --workers N (how many workers to start on the cluster), or --gpu for one per GPU")
+    return 1
+
+
+def job_settings(args: argparse.Namespace) -> dict:
+    """The settings that change pixels or timing, for the work folder's manifest."""
+    settings = {name: getattr(args, name) for name in ("mode", "scene_threshold", "precision", "gpu", "tile",
+                                                       "max_memory")}
+    settings.update(fps=str(args.fps) if args.fps is not None else None,
+                    multiplier=args.multiplier or (DEFAULT_MULTIPLIER if args.fps is None else None),
+                    input_fps=str(args.input_fps) if args.input_fps is not None else None)
+    return settings
+
+
+def default_workdir(save_path: str) -> str:
+    return save_path.rstrip("/" + os.sep) + ".parts"
+
+
+def print_summary(args, job, segments, result, source_frames, device, save_path, kind, source_name, seconds):
+    chunks = list(result.chunks.values())
+    total = lambda field: sum(getattr(chunk, field) for chunk in chunks)
+    cuts = f"{total('scene_cuts')} scene cut{'s' if total('scene_cuts') != 1 else ''}"
+    if total("repeated_at_cuts"):
+        cuts += f" ({total('repeated_at_cuts')} frames repeated there)"
+    audio_note = f"; audio {' and '.join(result.audio_notes)}" if result.audio_notes else ""
+    resumed = f"; resumed: {result.resumed_segments} of {len(segments)} segments were done" \
+        if result.resumed_segments else ""
+    print(f"{source_frames} source frames ({job.width}x{job.height}) -> {total('frames')} frames "
+          f"at {cli.format_fps(job.rate)} fps: {total('made')} made ({args.mode} mode, {device}, "
+          f"{total('compute_seconds'):.1f} s), {total('passed_through')} passed through; {cuts}{audio_note}"
+          f"{resumed}; written as {media_io.describe_kind(kind)} to {os.path.abspath(save_path.rstrip('/' + os.sep))} "
+          f"in {seconds:.1f} s")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -181,6 +181,34 @@ def describe_kind(kind: str) -> str:
     return {"video": "H.264 video", "gif": "animated GIF", "png": "PNG frames"}[kind]
 
 
+def create_missing_folders(folder: str) -> List[str]:
+    """Creates ``folder`` and its missing parents; returns those created, outermost first."""
+    missing: List[str] = []
+    while folder and not os.path.exists(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    if folder and not os.path.isdir(folder):
+        raise OutputError(f"cannot create the output folder: {folder} is a file")
+    created: List[str] = []
+    for path in reversed(missing):
+        try:
+            os.mkdir(path)
+        except OSError as error:
+            remove_empty_folders(created)
+            raise OutputError(f"cannot create the output folder {path}: {error.strerror or error}") from None
+        created.append(path)
+    return created
+
+
+def remove_empty_folders(created: List[str]) -> None:
+    """Undoes ``create_missing_folders``, innermost first, as far as the folders are empty."""
+    for path in reversed(created):
+        try:
+            os.rmdir(path)
+        except OSError:
+            break  # not empty (someone else wrote there): keep it and its parents
+
+
 class Destination:
     """A final path, a temporary sibling to write into, and the folders created for it."""
 
@@ -196,7 +224,9 @@ class Destination:
         parent = os.path.dirname(self.final)
         self.created_folders = self._make_folders(parent)
         name = os.path.basename(self.final)
-        self.temporary = os.path.join(parent, f".{name}.{secrets.token_hex(4)}.partial")
+        # The writing process's id in the name tells whose file it is (a
+        # killed worker's is removed by the next run of its job).
+        self.temporary = os.path.join(parent, f".{name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
         try:
             if is_folder:
                 os.mkdir(self.temporary)
@@ -208,29 +238,10 @@ class Destination:
             raise OutputError(f"cannot write to {parent}: {error.strerror or error}") from None
 
     def _make_folders(self, folder: str) -> List[str]:
-        missing: List[str] = []
-        while folder and not os.path.exists(folder):
-            missing.append(folder)
-            folder = os.path.dirname(folder)
-        if folder and not os.path.isdir(folder):
-            raise OutputError(f"cannot create the output folder: {folder} is a file")
-        created: List[str] = []
-        for path in reversed(missing):
-            try:
-                os.mkdir(path)
-            except OSError as error:
-                self.created_folders = created
-                self._remove_created_folders()
-                raise OutputError(f"cannot create the output folder {path}: {error.strerror or error}") from None
-            created.append(path)
-        return created
+        return create_missing_folders(folder)
 
     def _remove_created_folders(self) -> None:
-        for path in reversed(self.created_folders):
-            try:
-                os.rmdir(path)
-            except OSError:
-                break  # not empty (someone else wrote there): keep it and its parents
+        remove_empty_folders(self.created_folders)
         self.created_folders = []
 
     def commit(self) -> None:
@@ -245,7 +256,12 @@ class Destination:
         # holds one consistent sequence.
         new_names = set(os.listdir(self.temporary))
         for name in sorted(new_names):
-            os.replace(os.path.join(self.temporary, name), os.path.join(self.final, name))
+            source = os.path.join(self.temporary, name)
+            os.replace(source, os.path.join(self.final, name))
+            if os.path.lexists(source):
+                # rename() does nothing when both names are links to one file
+                # (frames linked from a job's chunks, twice): drop the extra link.
+                os.remove(source)
         os.rmdir(self.temporary)
         stale = [name for name in os.listdir(self.final)
                  if _is_frame_name(name) and name not in new_names]

@@ -26,6 +26,7 @@ Conventions used throughout this module:
 from __future__ import annotations
 
 import collections
+import math
 import os
 import re
 from fractions import Fraction
@@ -107,6 +108,24 @@ class FrameSource:
     def frames(self) -> Iterator[SourceFrame]:
         raise NotImplementedError
 
+    def frames_from(self, time: Fraction) -> Iterator[SourceFrame]:
+        """The frames from at most ``time`` on: the first one is at or before ``time`` (if any is).
+
+        For rendering part of a source: a video seeks to a keyframe before
+        ``time`` (frames decoded after a seek are the same as in one pass), so
+        frames before ``time`` may come too; the caller skips what it does not
+        need.
+        """
+        raise NotImplementedError
+
+    def frame_times(self) -> List[Fraction]:
+        """Every frame's time, in order, without decoding pictures (a video's packets are read)."""
+        raise NotImplementedError
+
+    def describe_damage(self) -> Optional[str]:
+        """One line on what could not be read, once the frames are read; None if nothing was lost."""
+        return None
+
     def discard_audio(self) -> None:
         """Stop collecting audio packets (when the output cannot take them)."""
         self.audio_streams = []
@@ -157,6 +176,20 @@ class FolderSource(FrameSource):
                                  f"{os.path.basename(self.files[0])} is {self.width}x{self.height}: "
                                  f"all frames in {self.path} must have one size")
             yield SourceFrame(index / self.rate, pixels)
+
+    def frames_from(self, time: Fraction) -> Iterator[SourceFrame]:
+        first = max(0, min(len(self.files) - 1, math.floor(time * self.rate)))
+        self._first = None
+        for index in range(first, len(self.files)):
+            pixels = media_io.read_image(self.files[index])
+            if pixels.shape[:2] != (self.height, self.width):
+                raise MediaError(f"{os.path.basename(self.files[index])} is {pixels.shape[1]}x{pixels.shape[0]} "
+                                 f"but the frames in {self.path} are {self.width}x{self.height}: "
+                                 f"all frames must have one size")
+            yield SourceFrame(index / self.rate, pixels)
+
+    def frame_times(self) -> List[Fraction]:
+        return [index / self.rate for index in range(len(self.files))]
 
 
 class VideoSource(FrameSource):
@@ -214,6 +247,10 @@ class VideoSource(FrameSource):
             self.frame_count = self._count_video_packets() or None
         self.audio_streams = list(self.container.streams.audio) if keep_audio else []
         self.audio_packets = collections.deque()
+        self._reset_counts()
+
+    def _reset_counts(self, seeked: bool = False) -> None:
+        self.seeked = seeked
         self.dropped_frames = 0       # timestamps not after the previous frame's
         self.damaged_packets = 0      # packets the decoder refused
         self.damaged_times: List[Fraction] = []
@@ -315,8 +352,49 @@ class VideoSource(FrameSource):
         if damage:
             log.warning(damage)
 
+    # How far before the wanted time a seek aims: keyframes are usually closer
+    # together; if not, the seek lands on an earlier one anyway (backward).
+    SEEK_MARGIN = Fraction(1)
+
+    def frames_from(self, time: Fraction) -> Iterator[SourceFrame]:
+        margin = self.SEEK_MARGIN
+        while True:
+            target = time - margin
+            if target <= self.start_time:
+                self.container.seek(0, backward=True, any_frame=False, stream=self.stream)
+            else:
+                self.container.seek(math.floor(target / self.time_base), backward=True, any_frame=False,
+                                    stream=self.stream)
+            self._reset_counts(seeked=target > self.start_time)
+            decoded = self._decode()
+            first = next(decoded, None)
+            if first is None:
+                return
+            if first.time <= time or target <= self.start_time:
+                break
+            margin *= 4  # the keyframe before the aim was still too late
+        yield first
+        for frame in decoded:
+            if frame.pixels.shape[:2] != (self.height, self.width):
+                raise MediaError(f"the frame size of {self.path} changes at {float(frame.time):.3f} s "
+                                 f"(from {self.width}x{self.height} to "
+                                 f"{frame.pixels.shape[1]}x{frame.pixels.shape[0]})")
+            yield frame
+
+    def frame_times(self) -> List[Fraction]:
+        times = set()
+        with av.open(self.path, mode="r") as container:
+            stream = container.streams[self.stream.index]
+            time_base = Fraction(stream.time_base) if stream.time_base else self.time_base
+            try:
+                for packet in container.demux(stream):
+                    if packet.size and packet.pts is not None:
+                        times.add(packet.pts * time_base)
+            except av.FFmpegError:
+                pass  # a cut-short file: the frames up to the cut
+        return sorted(times)
+
     def describe_damage(self) -> Optional[str]:
-        """One line on what could not be read (after ``frames()`` is exhausted), or None if nothing."""
         parts = []
         if self.damaged_packets:
             where = ""
@@ -350,7 +428,8 @@ class VideoSource(FrameSource):
         if self.last_time is None:
             return None
         frame_duration = 1 / self.rate
-        declared_frames = self.stream.frames or None
+        # After a seek (frames_from), frames before it were not counted.
+        declared_frames = None if self.seeked else self.stream.frames or None
         if declared_frames:
             missing_frames = declared_frames - self.decoded_frames - self.dropped_frames - self.damaged_packets
             if missing_frames <= 0:

@@ -69,10 +69,17 @@ class OutputClock:
     ``lattice`` is K for ``--multiplier K``: t near a multiple of 1/K is
     snapped to it (see the module docstring). ``snap_all`` rounds every t to
     the lattice, for recursive mode, which can only make multiples of 1/K.
+
+    ``first_index`` and ``end_index`` make the clock place only the output
+    frames ``first_index <= n < end_index`` (None: no end): a segment of a
+    longer job. A frame's placement does not depend on the window, so the
+    segments of a job place their frames exactly as one clock over the whole
+    video would.
     """
 
     def __init__(self, start: Fraction, rate: Fraction, time_resolution: Fraction = Fraction(0),
-                 lattice: Optional[int] = None, snap_all: bool = False):
+                 lattice: Optional[int] = None, snap_all: bool = False, first_index: int = 0,
+                 end_index: Optional[int] = None):
         if rate <= 0:
             raise ValueError(f"rate must be positive, not {rate}")
         if time_resolution < 0:
@@ -83,11 +90,27 @@ class OutputClock:
             raise ValueError("snap_all needs a lattice")
         self.start, self.rate = Fraction(start), Fraction(rate)
         self.tick = Fraction(time_resolution)
+        if first_index < 0 or (end_index is not None and end_index < first_index):
+            raise ValueError(f"need 0 <= first_index <= end_index, got {first_index} and {end_index}")
         self.lattice, self.snap_all = lattice, snap_all
-        self.next_index = 0
+        self.next_index = first_index
+        self.end_index = end_index
 
     def time_of(self, index: int) -> Fraction:
         return self.start + index / self.rate
+
+    def first_index_from(self, time: Fraction) -> int:
+        """The first output frame that a pair starting at ``time`` would get (see ``in_pair``)."""
+        # The smallest n with start + n / rate >= time - tick / 2.
+        return max(0, math.ceil((time - self.tick / 2 - self.start) * self.rate))
+
+    @property
+    def exhausted(self) -> bool:
+        """Every frame of the window has been placed."""
+        return self.end_index is not None and self.next_index >= self.end_index
+
+    def _in_window(self) -> bool:
+        return self.end_index is None or self.next_index < self.end_index
 
     def _t_in_pair(self, time: Fraction, time_a: Fraction, time_b: Fraction) -> Fraction:
         if time <= time_a + self.tick / 2:
@@ -105,7 +128,7 @@ class OutputClock:
         if time_b <= time_a:
             raise ValueError(f"source times must increase, got {time_a} then {time_b}")
         placements = []
-        while self.time_of(self.next_index) < time_b - self.tick / 2:
+        while self._in_window() and self.time_of(self.next_index) < time_b - self.tick / 2:
             t = self._t_in_pair(self.time_of(self.next_index), time_a, time_b)
             placements.append(Placement(self.next_index, t))
             self.next_index += 1
@@ -114,7 +137,7 @@ class OutputClock:
     def at_end(self, last_time: Fraction) -> List[Placement]:
         """The output frames that fall on the last source frame (t = 0: that frame)."""
         placements = []
-        while self.time_of(self.next_index) <= last_time + self.tick / 2:
+        while self._in_window() and self.time_of(self.next_index) <= last_time + self.tick / 2:
             placements.append(Placement(self.next_index, Fraction(0)))
             self.next_index += 1
         return placements
@@ -276,11 +299,15 @@ class Summary(NamedTuple):
 
 def interpolate_stream(frames: Iterator[video_io.SourceFrame], clock: OutputClock, renderer: PairRenderer,
                        write, *, scene_threshold: float = DEFAULT_SCENE_THRESHOLD,
-                       after_pair=None, progress=None) -> Summary:
+                       after_pair=None, progress=None, minimum_frames: int = 2) -> Summary:
     """Write every output frame of ``clock`` with ``write(uint8 frame)``, streaming through ``frames``.
 
     ``after_pair()`` is called after each pair's frames are written (to pass
-    audio on); ``progress.update(n)`` counts written frames.
+    audio on); ``progress.update(n)`` counts written frames. Reading stops
+    once the clock's window is complete; ``frames`` may start before the
+    window (their pairs place nothing), which is how a segment of a job
+    starts from a seek point. Fewer than ``minimum_frames`` source frames is
+    an error.
     """
     if not 0 <= scene_threshold:
         raise ValueError(f"scene_threshold must be >= 0, not {scene_threshold}")
@@ -302,7 +329,8 @@ def interpolate_stream(frames: Iterator[video_io.SourceFrame], clock: OutputCloc
             previous = current
             continue
         placements = clock.in_pair(previous.time, current.time)
-        cut = scene_difference(previous.thumbnail, current.thumbnail) > scene_threshold
+        # Pairs with no output frame (before a segment's window) need no cut test.
+        cut = bool(placements) and scene_difference(previous.thumbnail, current.thumbnail) > scene_threshold
         counts["cuts"] += cut
         wanted = [] if cut else [p.t for p in placements if 0 < p.t < 1]
         rendered = renderer.render(previous.model_frame(), current.model_frame(), wanted) if wanted else iter(())
@@ -326,8 +354,11 @@ def interpolate_stream(frames: Iterator[video_io.SourceFrame], clock: OutputCloc
         if after_pair is not None:
             after_pair()
         previous = current  # the older frame and its pyramids are freed here
-    if previous is None or counts["source"] < 2:
+        if clock.exhausted:
+            break
+    if previous is None or (counts["source"] < 2 and minimum_frames >= 2):
         raise media_io.MediaError("at least 2 frames are needed")
+    # The source ended: frames on its last frame's time are that frame.
     for _ in clock.at_end(previous.time):
         emit(previous.uint8, "passed")
     return Summary(counts["source"], counts["output"], counts["made"], counts["passed"], counts["repeated"],

@@ -698,25 +698,44 @@ def long_videos(tmp_path_factory):
             for count in (50, 500)}
 
 
-def test_ctrl_c_leaves_no_half_written_file(tmp_path, model_files, long_videos):
+def interrupt_program(tmp_path, model, video, signal_number, *extra):
+    """Starts inference_video.py, sends the signal once it is writing, returns (status, stdout, stderr)."""
     save_path = tmp_path / "out.mp4"
-    process = subprocess.Popen([sys.executable, str(ROOT / "inference_video.py"), model_files["tiny"],
-                                long_videos[500], "--save_path", str(save_path)],
+    process = subprocess.Popen([sys.executable, str(ROOT / "inference_video.py"), model, video,
+                                "--save_path", str(save_path), *extra],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                stdin=subprocess.DEVNULL, env=ONE_THREAD_ENV)
     try:
         deadline = time.monotonic() + 120
-        while not any(name.endswith(".partial") for name in os.listdir(tmp_path)):
+        while not any(path.name.endswith(".partial") for path in tmp_path.rglob("*")):
             assert process.poll() is None and time.monotonic() < deadline, "never started writing"
             time.sleep(0.05)
-        time.sleep(1.0)  # well into the run (it takes several seconds)
-        process.send_signal(signal.SIGINT)
+        time.sleep(0.5)  # well into the run (it takes several seconds)
+        process.send_signal(signal_number)
         out, err = process.communicate(timeout=60)
     finally:
         process.kill()
-    assert process.returncode == 130, err
-    assert "interrupted: nothing was written" in err and out == ""
-    assert os.listdir(tmp_path) == []
+    return process.returncode, out, err
+
+
+def assert_interrupted_cleanly(tmp_path, err):
+    """Nothing at the output path, no partial file; finished segments kept only with a note saying so."""
+    last = error_lines(err)[-1]
+    assert last.startswith("interrupted: "), err
+    assert not [path for path in tmp_path.rglob("*") if path.name.endswith(".partial")]
+    assert not (tmp_path / "out.mp4").exists()
+    if last == "interrupted: nothing was written":
+        assert os.listdir(tmp_path) == []
+    else:
+        assert "segments are kept in" in last and "resumes" in last
+        assert os.listdir(tmp_path) == ["out.mp4.parts"]
+
+
+def test_ctrl_c_leaves_no_half_written_file(tmp_path, model_files, long_videos):
+    status, out, err = interrupt_program(tmp_path, model_files["tiny"], long_videos[500], signal.SIGINT)
+    assert status == 130, err
+    assert out == ""
+    assert_interrupted_cleanly(tmp_path, err)
 
 
 # --------------------------------------------------------------------------- memory
@@ -891,25 +910,12 @@ def test_a_stream_recording_without_duration_still_gets_a_progress_total(tmp_pat
 
 
 def test_sigterm_and_sighup_leave_no_partial_file(tmp_path, model_files, long_videos):
-    for signal_number, status in ((signal.SIGTERM, 143), (signal.SIGHUP, 129)):
-        save_path = tmp_path / "out.mp4"
-        process = subprocess.Popen([sys.executable, str(ROOT / "inference_video.py"), model_files["tiny"],
-                                    long_videos[500], "--save_path", str(save_path)],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   stdin=subprocess.DEVNULL, env=ONE_THREAD_ENV)
-        try:
-            deadline = time.monotonic() + 120
-            while not any(name.endswith(".partial") for name in os.listdir(tmp_path)):
-                assert process.poll() is None and time.monotonic() < deadline, "never started writing"
-                time.sleep(0.05)
-            time.sleep(0.5)
-            process.send_signal(signal_number)
-            out, err = process.communicate(timeout=60)
-        finally:
-            process.kill()
-        assert process.returncode == status, err
-        assert error_lines(err)[-1] == "interrupted: nothing was written" and out == ""
-        assert os.listdir(tmp_path) == []
+    for signal_number, expected in ((signal.SIGTERM, 143), (signal.SIGHUP, 129)):
+        status, out, err = interrupt_program(tmp_path, model_files["tiny"], long_videos[500], signal_number,
+                                             "--restart")
+        assert status == expected, err
+        assert out == ""
+        assert_interrupted_cleanly(tmp_path, err)
 
 
 def test_ntsc_decimal_rate_is_the_exact_rate(capsys, tmp_path, model_files, videos):

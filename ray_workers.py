@@ -1,0 +1,212 @@
+"""A job's segments rendered by worker processes with Ray: a local instance (``--workers N``) or a cluster (``--ray``).
+
+One actor per worker loads the model once and renders the segments it is
+handed (``video_jobs.render_segment``), one at a time, as it frees up. Ray
+restarts an actor whose process dies (killed, out of memory) and retries its
+segment; chunk files are written atomically, so a half-rendered segment is
+never used. Workers report frames as they go to a small progress actor, from
+which the driver feeds one progress bar.
+
+On a cluster every node must see the input, the model and the work folder at
+the same paths (a shared filesystem): each worker checks that first and the
+job fails with that message otherwise. The code is shipped to the workers by
+Ray (``working_dir``); the Python packages must be installed on every node.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import tempfile
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+import video_jobs
+from video_jobs import ChunkSummary, JobError, JobSpec, Segment
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+INSTALL_HINT = "pip install 'ray==2.60.*'"
+# How often a worker sends its frame count, in seconds: often enough for a
+# live progress bar, rarely enough to cost nothing.
+REPORT_INTERVAL = 0.25
+# A killed worker is restarted (and its segment retried) this many times.
+RESTARTS = 3
+CONNECT_TIMEOUT = 5.0
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise JobError(f"--workers and --ray need Ray, which is not installed: {INSTALL_HINT}") from None
+    return ray
+
+
+def check_reachable(address: str) -> None:
+    """Fails in seconds, with a clear message, when nothing answers at a cluster's HOST:PORT."""
+    if address in ("auto", "local") or address.startswith("ray://"):
+        target = address[len("ray://"):] if address.startswith("ray://") else None
+    else:
+        target = address
+    if not target:
+        return
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise JobError(f"--ray {address}: expected HOST:PORT (e.g. 10.0.0.5:6379), ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
+    except OSError as error:
+        raise JobError(f"cannot reach a Ray cluster at {address} ({error.strerror or error}): is `ray start "
+                       f"--head` running there, and is the port open?") from None
+
+
+def check_storage(job: JobSpec) -> str:
+    """This process can read the input and model and write the work folder; returns the host name."""
+    host = socket.gethostname()
+    problems = []
+    for what, path in (("the input", job.input_path), ("the model", job.model_path)):
+        if not os.access(path, os.R_OK):
+            problems.append(f"cannot read {what} {path}")
+    try:
+        with tempfile.NamedTemporaryFile(dir=os.path.join(job.workdir, video_jobs.CHUNKS_FOLDER), prefix=".probe"):
+            pass
+    except OSError as error:
+        problems.append(f"cannot write in the work folder {job.workdir} ({error.strerror or error})")
+    if problems:
+        raise JobError(f"a worker on {host} {'; '.join(problems)}: on a cluster, the input, the model and the "
+                       f"work folder must be on storage that every node sees at the same path (a shared "
+                       f"filesystem)")
+    return host
+
+
+class SegmentProgress:
+    """A worker's side of the progress bar: frames of one segment, sent every REPORT_INTERVAL."""
+
+    def __init__(self, counter, segment: int):
+        self.counter, self.segment = counter, segment
+        self.frames, self.sent_at = 0, 0.0
+
+    def update(self, frames: int = 1) -> None:
+        self.frames += frames
+        now = time.monotonic()
+        if now - self.sent_at >= REPORT_INTERVAL:
+            self.sent_at = now
+            self.counter.report.remote(self.segment, self.frames)
+
+    def finish(self) -> None:
+        self.counter.report.remote(self.segment, self.frames)
+
+
+class ProgressCounter:
+    """Frames rendered so far per segment: a retried segment counts from 0 again."""
+
+    def __init__(self):
+        self.frames: Dict[int, int] = {}
+
+    def report(self, segment: int, frames: int) -> None:
+        self.frames[segment] = frames
+
+    def total(self) -> int:
+        return sum(self.frames.values())
+
+
+class SegmentWorker:
+    """One worker: the model loaded once, segments rendered one at a time."""
+
+    def __init__(self, job: JobSpec, counter):
+        self.job, self.counter = job, counter
+        self.model_runtime = None
+
+    def check(self) -> str:
+        return check_storage(self.job)
+
+    def render(self, segment: Segment) -> tuple:
+        import torch
+        if self.model_runtime is None:
+            self.model_runtime = self.job.open_model()
+        progress = SegmentProgress(self.counter, segment.index)
+        with torch.jit.optimized_execution(False):
+            summary = video_jobs.render_segment(self.job, segment, self.model_runtime, progress)
+        progress.finish()
+        return tuple(summary)
+
+
+class RayRenderer:
+    """``render(pending, on_done, progress)`` for ``video_jobs.run_job``, with ``workers`` Ray actors."""
+
+    def __init__(self, job: JobSpec, workers: int, *, address: Optional[str] = None,
+                 threads_per_worker: int = 1, gpu: bool = False, local_cpus: Optional[int] = None):
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, not {workers}")
+        self.job, self.workers, self.address = job, workers, address
+        self.threads_per_worker, self.gpu = threads_per_worker, gpu
+        self.local_cpus = local_cpus
+        self.started_seconds = 0.0  # Ray start-up and actor checks, for the benchmark
+
+    def _init(self, ray) -> None:
+        runtime_env = {"working_dir": ROOT,
+                       "excludes": ["tests/", ".git/", "photos/", "out/", "*.pt", "*.pth", "__pycache__/"]}
+        options = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
+                       runtime_env=runtime_env)
+        if self.address is None:
+            options["num_cpus"] = self.local_cpus or self.workers * self.threads_per_worker
+        else:
+            check_reachable(self.address)
+            options["address"] = self.address
+        try:
+            ray.init(**options)
+        except ConnectionError as error:
+            raise JobError(f"cannot connect to a Ray cluster at {self.address}: {error}") from None
+
+    def __call__(self, pending: Sequence[Segment], on_done: Callable[[Segment, ChunkSummary], None],
+                 progress) -> None:
+        ray = import_ray()
+        started = time.perf_counter()
+        self._init(ray)
+        try:
+            counter = ray.remote(num_cpus=0)(ProgressCounter).remote()
+            worker_class = ray.remote(num_cpus=self.threads_per_worker, num_gpus=1 if self.gpu else 0,
+                                      max_restarts=RESTARTS, max_task_retries=RESTARTS)(SegmentWorker)
+            job = self.job if self.threads_per_worker is None else _with_threads(self.job, self.threads_per_worker)
+            actors = [worker_class.remote(job, counter) for _ in range(min(self.workers, len(pending)))]
+            self._wait(ray, [actor.check.remote() for actor in actors])
+            self.started_seconds = time.perf_counter() - started
+            self._schedule(ray, actors, counter, list(pending), on_done, progress)
+        finally:
+            ray.shutdown()
+
+    def _schedule(self, ray, actors, counter, queue: List[Segment], on_done, progress) -> None:
+        idle, running = list(actors), {}
+        reported = 0
+        while queue or running:
+            while idle and queue:
+                actor, segment = idle.pop(), queue.pop(0)
+                running[actor.render.remote(segment)] = (actor, segment)
+            done, _ = ray.wait(list(running), num_returns=1, timeout=REPORT_INTERVAL)
+            frames = ray.get(counter.total.remote())
+            progress.update(frames - reported)
+            reported = frames
+            for reference in done:
+                actor, segment = running.pop(reference)
+                summary = ChunkSummary(*self._wait(ray, reference))
+                on_done(segment, summary)
+                idle.append(actor)
+
+    @staticmethod
+    def _wait(ray, references):
+        """ray.get, with a worker's own error (e.g. a damaged input) raised as itself."""
+        try:
+            return ray.get(references)
+        except ray.exceptions.RayTaskError as error:
+            cause = getattr(error, "cause", None)
+            if isinstance(cause, Exception):
+                raise cause from None
+            raise JobError(f"a worker failed: {str(error).strip().splitlines()[-1]}") from None
+        except ray.exceptions.RayActorError as error:
+            raise JobError(f"a worker died {RESTARTS + 1} times ({str(error).strip().splitlines()[0]}); "
+                           f"see Ray's logs") from None
+
+
+def _with_threads(job: JobSpec, threads: int) -> JobSpec:
+    import dataclasses
+    return dataclasses.replace(job, threads=threads)

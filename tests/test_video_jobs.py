@@ -1,0 +1,281 @@
+"""Segmented, resumable video jobs (video_jobs.py, ray_workers.py) through inference_video.py.
+
+The point of the design is equality: a video rendered in segments, resumed
+after a kill, or spread over workers gives the frames of a one-piece run.
+Frames are compared byte for byte in PNG outputs (lossless); H.264 outputs
+must have the same timestamps and frame count, and frames within encoder
+noise of the lossless result. The tiny random network (filters 4) makes real
+model frames on 96x64 clips.
+"""
+import hashlib
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction as F
+
+import av
+import numpy as np
+import pytest
+import torch
+
+import inference_video
+import ray_workers
+import video_jobs
+import video_pipeline
+from conftest import error_lines, random_interpolator, run_main
+from test_inference_video import (ONE_THREAD_ENV, ROOT, TINY, decode_video, make_video, read_png_folder)
+
+SEGMENT_FRAMES = {1: "1000", 2: "13", 3: "9"}  # segments of the 24-frame clip
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("jobs")
+    model = folder / "tiny.pt"
+    torch.jit.script(random_interpolator(**TINY)).save(str(model))
+    return {"model": str(model),
+            "clip": make_video(folder / "clip.mp4", count=24, rate=F(24)),
+            "long": make_video(folder / "long.mp4", count=240, rate=F(24), audio=None)}
+
+
+def run_cli(capsys, *argv):
+    return run_main(inference_video.main, capsys, *argv)
+
+
+def digests(folder):
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(pathlib.Path(folder).iterdir())}
+
+
+@pytest.fixture(scope="module")
+def one_piece(media, tmp_path_factory):
+    """The reference: the 24-frame clip doubled in one segment, as PNG frames and as H.264."""
+    folder = tmp_path_factory.mktemp("one_piece")
+    for save_path in (folder / "frames", folder / "video.mp4"):
+        status = inference_video.main([media["model"], media["clip"], "--save_path", str(save_path),
+                                       "--segment_frames", SEGMENT_FRAMES[1]])
+        assert status == 0
+    return folder
+
+
+# --------------------------------------------------------------------------- planning
+
+def test_segments_cover_every_output_frame_once():
+    times = [F(i, 24) for i in range(25)]
+    clock = video_pipeline.OutputClock(times[0], F(60), F(1, 12288))
+    total = video_jobs.count_output_frames(times, clock)
+    assert total == 61  # 0 .. 1 s at 60 fps
+    for frames in (1, 2, 5, 7, 24, 100):
+        segments = video_jobs.plan_segments(times, clock, frames)
+        bounds = [segment.first_output for segment in segments] + [total]
+        assert bounds[0] == 0 and all(a < b for a, b in zip(bounds, bounds[1:]))
+        assert segments[-1].end_output is None
+        for segment, end in zip(segments, bounds[1:]):
+            assert segment.frame_count(total) == end - segment.first_output
+            # Segment k starts at a source frame, and its first output is the first at or after it.
+            assert clock.time_of(segment.first_output) >= segment.start_time > clock.time_of(segment.first_output - 1) \
+                if segment.first_output else segment.start_time == times[0]
+
+
+def test_a_windowed_clock_places_frames_as_the_whole_clock_does():
+    times = [F(0), F(1, 24), F(3, 24), F(4, 24), F(7, 24)]  # irregular: VFR
+    whole = video_pipeline.OutputClock(times[0], F(30), F(1, 1000))
+    expected = [placement for a, b in zip(times, times[1:]) for placement in whole.in_pair(a, b)] + \
+        whole.at_end(times[-1])
+    for first, end in ((0, 3), (3, 6), (6, None), (2, 4)):
+        window = video_pipeline.OutputClock(times[0], F(30), F(1, 1000), first_index=first, end_index=end)
+        placed = [placement for a, b in zip(times, times[1:]) for placement in window.in_pair(a, b)] + \
+            window.at_end(times[-1])
+        assert placed == [p for p in expected if p.index >= first and (end is None or p.index < end)]
+
+
+# --------------------------------------------------------------------------- equality
+
+@pytest.mark.parametrize("segments", [2, 3])
+def test_segmented_png_frames_are_byte_identical(capsys, tmp_path, media, one_piece, segments):
+    status, out, err = run_cli(capsys, media["model"], media["clip"], "--save_path", tmp_path / "frames",
+                               "--segment_frames", SEGMENT_FRAMES[segments])
+    assert status == 0, err
+    assert digests(tmp_path / "frames") == digests(one_piece / "frames")
+    assert os.listdir(tmp_path) == ["frames"]  # the work folder is gone
+
+
+@pytest.mark.parametrize("segments", [2, 3])
+def test_segmented_h264_has_the_same_timestamps_and_frames_within_encoder_noise(capsys, tmp_path, media,
+                                                                                 one_piece, segments):
+    save_path = tmp_path / "video.mp4"
+    status, _, err = run_cli(capsys, media["model"], media["clip"], "--save_path", save_path,
+                             "--segment_frames", SEGMENT_FRAMES[segments])
+    assert status == 0, err
+    times, frames = decode_video(save_path)
+    reference_times, reference_frames = decode_video(one_piece / "video.mp4")
+    assert times == reference_times and len(frames) == 47
+    lossless = read_png_folder(one_piece / "frames")
+    # Each chunk starts with a keyframe, so the two encodings differ; both
+    # must be as close to the lossless frames as H.264 at CRF 18 gets.
+    error = lambda decoded: np.mean([np.abs(a.astype(int) - b).mean() for a, b in zip(decoded, lossless)])
+    assert error(frames) < 1.5 and error(reference_frames) < 1.5, (error(frames), error(reference_frames))
+    with av.open(str(save_path)) as container:
+        keyframes = sum(packet.is_keyframe for packet in container.demux(video=0) if packet.size)
+        assert keyframes == segments
+        assert container.streams.video[0].average_rate == 48
+
+    def sound(path):
+        with av.open(str(path)) as container:
+            return [(packet.pts, bytes(packet)) for packet in container.demux(audio=0) if packet.size]
+    # The sound is muxed once, unchanged.
+    assert sound(save_path) == sound(one_piece / "video.mp4") and len(sound(save_path)) > 40
+
+
+# --------------------------------------------------------------------------- resuming
+
+def start_program(*argv):
+    return subprocess.Popen([sys.executable, str(ROOT / "inference_video.py"), *map(str, argv)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL, env=ONE_THREAD_ENV)
+
+
+def finished_segments(workdir):
+    chunks = pathlib.Path(workdir) / "chunks"
+    return sorted(path.stem for path in chunks.glob("chunk_*.json")) if chunks.is_dir() else []
+
+
+def test_a_job_killed_with_sigkill_resumes_where_it_stood(capsys, tmp_path, media):
+    save_path, workdir = tmp_path / "frames", tmp_path / "frames.parts"
+    argv = [media["model"], media["long"], "--save_path", save_path, "--segment_frames", 30]  # 8 segments
+    process = start_program(*argv)
+    try:
+        deadline = time.monotonic() + 300
+        # A random point after the first finished segment.
+        wanted = 1 + int.from_bytes(os.urandom(1), "little") % 4
+        while len(finished_segments(workdir)) < wanted:
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    done_before = finished_segments(workdir)
+    assert 0 < len(done_before) < 8 and not save_path.exists()
+    status, out, err = run_cli(capsys, *argv)
+    assert status == 0, err
+    assert f"resumed: {len(done_before)} of 8 segments were done" in out
+    assert not workdir.exists()
+    status, _, err = run_cli(capsys, *argv[:2], "--save_path", tmp_path / "one_piece", "--segment_frames", 1000)
+    assert status == 0, err
+    assert digests(save_path) == digests(tmp_path / "one_piece")
+
+
+def test_a_work_folder_of_another_job_is_refused(capsys, tmp_path, media):
+    save_path = tmp_path / "frames"
+    argv = [media["model"], media["clip"], "--save_path", save_path, "--segment_frames", 9]
+    status, _, err = run_cli(capsys, *argv, "--keep_workdir")
+    assert status == 0, err
+    manifest = json.loads((tmp_path / "frames.parts" / "manifest.json").read_text())
+    assert manifest["settings"]["multiplier"] == 2 and manifest["segment_frames"] == 9
+    status, _, err = run_cli(capsys, *argv, "--multiplier", 3)
+    assert status == 1
+    lines = [line for line in error_lines(err) if not line.startswith("warning:")]
+    assert len(lines) == 1 and "belongs to another job" in lines[0] and "multiplier was 2 and is now 3" in lines[0]
+    assert "--restart" in lines[0]
+    status, _, err = run_cli(capsys, *argv, "--multiplier", 3, "--restart")
+    assert status == 0, err
+    assert len(os.listdir(save_path)) == 3 * 23 + 1
+
+
+def test_the_same_job_reuses_a_kept_work_folder(capsys, tmp_path, media):
+    argv = [media["model"], media["clip"], "--save_path", tmp_path / "frames", "--segment_frames", 9]
+    assert run_cli(capsys, *argv, "--keep_workdir")[0] == 0
+    first = digests(tmp_path / "frames")
+    status, out, err = run_cli(capsys, *argv)
+    assert status == 0, err
+    assert "resumed: 3 of 3 segments were done" in out and "0 made" not in out
+    assert digests(tmp_path / "frames") == first
+
+
+def test_two_runs_cannot_share_a_work_folder(tmp_path):
+    first, second = video_jobs.WorkFolder(tmp_path / "w"), video_jobs.WorkFolder(tmp_path / "w")
+    first.open({"job": 1})
+    with pytest.raises(video_jobs.JobError, match="another run is using"):
+        second.open({"job": 1})
+    first.release()
+    second.open({"job": 1})
+    second.remove()
+    assert os.listdir(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- workers
+
+@pytest.fixture(scope="module")
+def two_worker_run(media, tmp_path_factory):
+    """--workers 2 (a local Ray instance) on the 240-frame clip, with one worker killed mid-segment."""
+    folder = tmp_path_factory.mktemp("workers")
+    save_path, workdir = folder / "frames", folder / "frames.parts"
+    process = start_program(media["model"], media["long"], "--save_path", save_path, "--segment_frames", 60,
+                            "--workers", 2)
+    killed = None
+    try:
+        deadline = time.monotonic() + 300
+        while killed is None and process.poll() is None and time.monotonic() < deadline:
+            for path in workdir.rglob(".chunk_*.partial") if workdir.exists() else []:
+                # The writing process's id is in the partial file's name.
+                pid = int(path.name.split(".")[-2].split("-")[0])
+                if pid != process.pid:
+                    os.kill(pid, signal.SIGKILL)
+                    killed = pid
+                    break
+            time.sleep(0.05)
+        out, err = process.communicate(timeout=600)
+    finally:
+        process.kill()
+    return process.returncode, out, err, killed, save_path
+
+
+def test_two_workers_give_the_frames_of_one(capsys, tmp_path, media, two_worker_run):
+    status, out, err, killed, save_path = two_worker_run
+    assert status == 0, err
+    assert killed is not None, "no worker was seen writing"
+    assert "2 Ray workers" in out
+    status, _, err = run_cli(capsys, media["model"], media["long"], "--save_path", tmp_path / "one",
+                             "--segment_frames", 1000)
+    assert status == 0, err
+    # The killed worker's segment was rendered again (Ray restarted it); no
+    # half-written chunk was used.
+    assert digests(save_path) == digests(tmp_path / "one")
+
+
+def test_an_unreachable_cluster_fails_in_seconds(capsys, tmp_path, media):
+    started = time.monotonic()
+    status, _, err = run_cli(capsys, media["model"], media["clip"], "--save_path", tmp_path / "o.mp4",
+                             "--ray", "127.0.0.1:9", "--workers", 2)
+    assert status == 1 and time.monotonic() - started < 20
+    lines = error_lines(err)
+    assert len(lines) == 1 and "cannot reach a Ray cluster at 127.0.0.1:9" in lines[0], err
+    assert os.listdir(tmp_path) == []
+
+
+def test_ray_needs_a_worker_count(capsys, tmp_path, media):
+    status, _, err = run_cli(capsys, media["model"], media["clip"], "--save_path", tmp_path / "o.mp4",
+                             "--ray", "auto")
+    assert status == 1 and "--ray needs --workers" in err
+
+
+def test_missing_ray_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    with pytest.raises(video_jobs.JobError, match="pip install"):
+        ray_workers.import_ray()
+
+
+def test_a_worker_that_cannot_see_the_files_says_so(tmp_path):
+    job = video_jobs.JobSpec(input_path=str(tmp_path / "not_here.mp4"), folder_fps=F(30),
+                             model_path=str(tmp_path / "nor_this.pt"), mode="direct", rate=F(48), lattice=2,
+                             scene_threshold=0.2, start=F(0), tick=F(0), width=64, height=64, total_frames=3,
+                             workdir=str(tmp_path / "nowhere"), chunk_extension=".mkv")
+    with pytest.raises(video_jobs.JobError) as error:
+        ray_workers.check_storage(job)
+    message = str(error.value)
+    assert "cannot read the input" in message and "cannot read the model" in message
+    assert "cannot write in the work folder" in message and "shared filesystem" in message
