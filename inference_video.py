@@ -130,12 +130,32 @@ output:
   folder          a path without extension, ending in '/' or naming an existing
                   folder: PNG frames frame_00000.png ...; no audio.
   The video is decoded, interpolated and encoded as it goes, so memory does
-  not grow with its length. The output is written to a temporary file and
-  renamed into place at the end: a failed or interrupted (Ctrl-C) run leaves
-  nothing at the output path.
+  not grow with its length. Nothing appears at the output path until the
+  whole output is there.
+
+long videos (segments, resuming, workers):
+  The source is cut into segments of --segment_frames source frames (default
+  10 s; a segment shares its last frame with the next one), each rendered
+  into a chunk file in the work folder (--workdir, default SAVE_PATH.parts)
+  and written atomically. When every segment is done the chunks are joined
+  without re-encoding (exact timestamps, one keyframe per chunk), the audio
+  is added once, and the work folder is removed (--keep_workdir keeps it).
+  The frames are those of a run in one piece.
+  Resuming: if a run stops (Ctrl-C, a crash, a reboot, SIGKILL), run the same
+  command again: finished segments are kept and only the others are
+  rendered. The work folder remembers the input, the model and every setting
+  that changes the frames; a different job is refused with what differs
+  (--restart discards the old work).
+  Workers: --workers N renders segments in N processes on a local Ray
+  instance (threads divided among them); --ray ADDRESS sends them to a
+  running Ray cluster (start one with `ray start --head`). On a cluster the
+  input, the model and the work folder must be on storage that every node
+  sees at the same path (a shared filesystem); each worker checks that
+  first. A worker that dies is restarted and its segment rendered again.
 
 exit status: 0 on success, 1 on a problem with the files or the run, 2 on
-bad arguments, 130 when interrupted."""
+bad arguments, 130 when interrupted (143 on SIGTERM, 129 on SIGHUP);
+finished segments are kept then, and the message says where."""
 
 
 def build_parser() -> argparse.ArgumentParser:
