@@ -1,17 +1,23 @@
 """The TensorFlow FILM fixture (tests/tf_film.py) against the ORIGINAL code's outputs.
 
-The evidence: the original google-research/frame-interpolation code's
-reference vectors (inputs, weights, outputs) for two configurations (see
-tests/data/README.md).
+Two kinds of evidence, both from the original google-research/frame-interpolation
+code (see tests/data/README.md):
+
+* its reference vectors (inputs, weights, outputs) for two configurations;
+* a SavedModel it wrote: the fixture's own SavedModel must have exactly its
+  structure (outputs, call signature, serving signature, variables), and the
+  fixture with that SavedModel's weights must compute what it computes.
 
 Run with `-s` to see the table of measured errors at the end of the module.
 """
+import os
 import re
 
 import numpy as np
 import pytest
 
-from conftest import REFERENCE, REFERENCE_CASES, REFERENCE_CONFIGS, reference_case, reference_config, reference_weights
+from conftest import (REFERENCE, REFERENCE_CASES, REFERENCE_CONFIGS, photo_pair, reference_case,
+                      reference_config, reference_weights)
 
 tf = pytest.importorskip('tensorflow')
 import tf_film  # noqa: E402  (after the skip: needs TensorFlow)
@@ -26,6 +32,10 @@ RTOL = 2e-5
 STYLE_CONFIG = dict(pyramid_levels=7, fusion_pyramid_levels=5, specialized_levels=3, sub_levels=4, filters=64,
                     flow_convs=[3, 3, 3, 3], flow_filters=[32, 64, 128, 256])
 STYLE_PARAMS = 34_436_667
+# What the original SavedModel was built with (film_net-Style.gin with filters = 6,
+# flow_filters = [8, 16, 16, 32]); test_savedmodel_structure_matches_original checks
+# that the fixture built from it has exactly the SavedModel's variables.
+ORIGINAL_SAVEDMODEL_CONFIG = dict(STYLE_CONFIG, filters=6, flow_filters=[8, 16, 16, 32])
 # The offset the 'alt' model's fusion convs are numbered from (conv2d_14 ...).
 ALT_FUSION_OFFSET = 14
 
@@ -144,21 +154,6 @@ def test_set_weights_by_name_maps_fusion_by_number(models, reference):
         tf_film.set_weights_by_name(model, weights)
 
 
-def test_saved_model_roundtrip(tmp_path, models, reference):
-    directory = tmp_path / 'film_small'
-    # save_film(verify=True) reloads the folder, checks it against the model and returns it.
-    loaded = tf_film.save_film(models['small'], directory)
-    for name in ('saved_model.pb', 'variables'):
-        assert (directory / name).exists(), name
-    want = [(v['name'], v['shape']) for v in reference['small']['variables']]
-    assert [(v.name, v.shape.as_list()) for v in loaded.variables] == want
-    case = reference_case('small', 'random_64x128')
-    outputs = loaded(_inputs(case), training=False)
-    assert isinstance(outputs['forward_flow_pyramid'], list)  # like the original's
-    _check_outputs(outputs, case, tf_film.output_keys(reference['small']['config']),
-                   'small/random_64x128 SavedModel')
-
-
 def test_style_config_builds_released_variables():
     import json
     want = [(v['name'], v['shape']) for v in json.loads((REFERENCE / 'film_style_variables.json').read_text())]
@@ -167,3 +162,109 @@ def test_style_config_builds_released_variables():
     assert len(got) == 82
     assert got == want
     assert sum(int(np.prod(v.shape)) for v in model.variables) == STYLE_PARAMS
+
+
+# --------------------------------------------------------------------------------------------
+# The fixture's SavedModel against the SavedModel the original code wrote.
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope='module')
+def original(original_savedmodel):
+    return tf.saved_model.load(str(original_savedmodel))
+
+
+@pytest.fixture(scope='module')
+def fixture_pair(original, tmp_path_factory):
+    """(fixture model, its SavedModel folder, that folder reloaded), with the original
+    SavedModel's weights."""
+    model = tf_film.FilmModel(ORIGINAL_SAVEDMODEL_CONFIG)
+    tf_film.set_weights_by_name(model, {v.name: v.numpy() for v in original.variables})
+    directory = tmp_path_factory.mktemp('fixture') / 'saved_model'
+    loaded = tf_film.save_film(model, directory)
+    return model, directory, loaded
+
+
+@pytest.fixture(scope='module')
+def odd_frames():
+    """A batch of two real frame pairs of 90x135 (not a multiple of 64: the pyramid
+    levels are 90x135, 45x67, 22x33, 11x16, 5x8, 2x4, 1x2, where ports go wrong),
+    cut from the two photos at different places."""
+    x0, x1 = photo_pair()
+    cuts = [(slice(0, 90), slice(0, 135)), (slice(97, 187), slice(111, 246))]
+    return {'x0': tf.constant(np.concatenate([x0[:, r, c] for r, c in cuts])),
+            'x1': tf.constant(np.concatenate([x1[:, r, c] for r, c in cuts])),
+            'time': tf.constant([[0.5], [0.5]], tf.float32)}
+
+
+def _describe(value):
+    """A comparable description: 'tensor', or the list's length, with shapes and dtypes."""
+    if isinstance(value, list):
+        return ('list', [(tuple(v.shape), v.dtype.name) for v in value])
+    return ('tensor', tuple(value.shape), value.dtype.name)
+
+
+def _plain(structure):
+    """A signature's nested structure with TensorSpecs and dicts made comparable."""
+    if isinstance(structure, dict):
+        return tuple(sorted((key, _plain(value)) for key, value in structure.items()))
+    if isinstance(structure, (list, tuple)):
+        return tuple(_plain(value) for value in structure)
+    if isinstance(structure, tf.TensorSpec):
+        return ('TensorSpec', tuple(structure.shape.as_list()), structure.dtype.name, structure.name)
+    return structure
+
+
+def test_savedmodel_structure_matches_original(original, fixture_pair, odd_frames):
+    model, directory, loaded = fixture_pair
+    # Variables: names, shapes, dtypes and order of `variables` (and trainable_variables).
+    def variables(saved, attribute):
+        return [(v.name, tuple(v.shape), v.dtype.name) for v in getattr(saved, attribute)]
+    for attribute in ('variables', 'trainable_variables'):
+        assert variables(loaded, attribute) == variables(original, attribute)
+
+    # __call__: the same traced functions (inputs dict, training True or False, mask None),
+    # with the same output structure: tensors and lists of the same lengths, same specs.
+    def call_functions(saved):
+        return sorted((_plain(f.structured_input_signature), _plain(f.structured_outputs))
+                      for f in saved.__call__.concrete_functions)
+    assert call_functions(loaded) == call_functions(original)
+    assert len(call_functions(original)) == 2
+
+    # Outputs on real frames: same keys, tensor vs list, list lengths, shapes and dtypes;
+    # `training` defaults to False in both.
+    want = {key: _describe(value) for key, value in original(odd_frames, training=False).items()}
+    assert len(want) == 7 and want['image'] == ('tensor', (2, 90, 135, 3), 'float32')
+    assert len(want['forward_residual_flow_pyramid'][1]) == 7 and len(want['forward_flow_pyramid'][1]) == 5
+    for outputs in (loaded(odd_frames, training=False), loaded(odd_frames), model(odd_frames, training=False)):
+        assert isinstance(outputs, dict)
+        assert {key: _describe(value) for key, value in outputs.items()} == want
+
+    # serving_default: the same inputs and the same 27 output tensors. Keras named the
+    # original's outputs after internal layers ('predict_flow_7', 'tf.__operators__.add_5',
+    # ...); the fixture's carry the flat keys, and each must be the output of that name.
+    serving, original_serving = loaded.signatures['serving_default'], original.signatures['serving_default']
+    assert list(loaded.signatures) == list(original.signatures) == ['serving_default']
+    assert _plain(serving.structured_input_signature) == _plain(original_serving.structured_input_signature)
+    def output_specs(signature):
+        return sorted((tuple(s.shape.as_list()), s.dtype.name) for s in signature.structured_outputs.values())
+    assert output_specs(serving) == output_specs(original_serving)
+    expected = tf_film.flatten_outputs(original(odd_frames, training=False))
+    served = serving(**odd_frames)
+    assert sorted(served) == sorted(expected)
+    errors = {key: _rel_err(served[key], expected[key]) for key in expected}
+    assert max(errors.values()) <= RTOL, errors
+
+    # A SavedModel folder without Keras' keras_metadata.pb (the fixture has no Keras).
+    assert sorted(os.listdir(directory)) == ['assets', 'fingerprint.pb', 'saved_model.pb', 'variables']
+
+
+@pytest.mark.parametrize('which', ['model', 'savedmodel'])
+def test_original_savedmodel_weights_give_original_outputs(original, fixture_pair, odd_frames, which):
+    """The fixture, built with the original's config and the original SavedModel's own weights,
+    computes what that SavedModel computes: every output, every pyramid level."""
+    model, _, loaded = fixture_pair
+    expected = tf_film.flatten_outputs(original(odd_frames, training=False))
+    outputs = (model if which == 'model' else loaded)(odd_frames, training=False)
+    _check_outputs(outputs, {k: np.asarray(v) for k, v in expected.items()},
+                   tf_film.output_keys(ORIGINAL_SAVEDMODEL_CONFIG), f'original SavedModel 2x90x135 ({which})')
