@@ -46,6 +46,7 @@ import os
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # before TF is imported
 
 import re  # noqa: E402
+import types  # noqa: E402
 from collections import defaultdict  # noqa: E402
 from typing import Any, Dict, List, Mapping, Sequence, Union  # noqa: E402
 
@@ -450,11 +451,14 @@ class FilmModel(tf.Module):
     super().__init__(name='film')
     if fusion_conv_offset < 0:
       raise ValueError('fusion_conv_offset must be >= 0')
-    self.config = _check_config(config)
+    cfg = _check_config(config)
+    # Read-only, and not a dict: tf.Module would track a dict and write it into
+    # the SavedModel, which the original's does not have.
+    self.config = types.MappingProxyType(cfg)
     rng = np.random.default_rng(seed)
-    self.feat_net = _FeatureExtractor(self.config, rng)
-    self.predict_flow = _PyramidFlowEstimator(self.config, rng)
-    self.fusion = _Fusion(self.config, fusion_conv_offset, rng)
+    self.feat_net = _FeatureExtractor(cfg, rng)
+    self.predict_flow = _PyramidFlowEstimator(cfg, rng)
+    self.fusion = _Fusion(cfg, fusion_conv_offset, rng)
     self.variables = (self.feat_net.ordered_variables() +
                       self.predict_flow.ordered_variables() +
                       self.fusion.ordered_variables())
