@@ -175,7 +175,7 @@ def original(original_savedmodel):
 
 
 @pytest.fixture(scope='module')
-def fixture_pair(original, tmp_path_factory):
+def fixture_savedmodel(original, tmp_path_factory):
     """(fixture model, its SavedModel folder, that folder reloaded), with the original
     SavedModel's weights."""
     model = tf_film.FilmModel(ORIGINAL_SAVEDMODEL_CONFIG)
@@ -198,7 +198,7 @@ def odd_frames():
 
 
 def _describe(value):
-    """A comparable description: 'tensor', or the list's length, with shapes and dtypes."""
+    """A comparable description: tensor or list, with the shapes and dtypes (of each level)."""
     if isinstance(value, list):
         return ('list', [(tuple(v.shape), v.dtype.name) for v in value])
     return ('tensor', tuple(value.shape), value.dtype.name)
@@ -215,8 +215,8 @@ def _plain(structure):
     return structure
 
 
-def test_savedmodel_structure_matches_original(original, fixture_pair, odd_frames):
-    model, directory, loaded = fixture_pair
+def test_savedmodel_structure_matches_original(original, fixture_savedmodel, odd_frames):
+    model, directory, loaded = fixture_savedmodel
     # Variables: names, shapes, dtypes and order of `variables` (and trainable_variables).
     def variables(saved, attribute):
         return [(v.name, tuple(v.shape), v.dtype.name) for v in getattr(saved, attribute)]
@@ -236,7 +236,8 @@ def test_savedmodel_structure_matches_original(original, fixture_pair, odd_frame
     want = {key: _describe(value) for key, value in original(odd_frames, training=False).items()}
     assert len(want) == 7 and want['image'] == ('tensor', (2, 90, 135, 3), 'float32')
     assert len(want['forward_residual_flow_pyramid'][1]) == 7 and len(want['forward_flow_pyramid'][1]) == 5
-    for outputs in (loaded(odd_frames, training=False), loaded(odd_frames), model(odd_frames, training=False)):
+    for outputs in (loaded(odd_frames, training=False), loaded(odd_frames), model(odd_frames, training=False),
+                    original(odd_frames)):
         assert isinstance(outputs, dict)
         assert {key: _describe(value) for key, value in outputs.items()} == want
 
@@ -260,10 +261,10 @@ def test_savedmodel_structure_matches_original(original, fixture_pair, odd_frame
 
 
 @pytest.mark.parametrize('which', ['model', 'savedmodel'])
-def test_original_savedmodel_weights_give_original_outputs(original, fixture_pair, odd_frames, which):
+def test_original_savedmodel_weights_give_original_outputs(original, fixture_savedmodel, odd_frames, which):
     """The fixture, built with the original's config and the original SavedModel's own weights,
     computes what that SavedModel computes: every output, every pyramid level."""
-    model, _, loaded = fixture_pair
+    model, _, loaded = fixture_savedmodel
     expected = tf_film.flatten_outputs(original(odd_frames, training=False))
     outputs = (model if which == 'model' else loaded)(odd_frames, training=False)
     _check_outputs(outputs, {k: np.asarray(v) for k, v in expected.items()},
