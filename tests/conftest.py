@@ -1,8 +1,18 @@
-"""Shared test set-up: the repo root on sys.path and the reference data beside the checkout."""
+"""Shared test set-up: the repo root on sys.path, and the reference data of the original FILM.
+
+The reference data (weights, inputs and outputs of the ORIGINAL TensorFlow FILM, and a
+SavedModel it wrote) is in tests/data, a copy of ../shared/reference made by
+tests/data/copy_reference.py; tests/data/README.md says what is stored how. The
+environment variable FILM_REFERENCE_DIR points the tests at another folder laid out like
+../shared/reference (or like tests/data) instead.
+"""
+import functools
+import hashlib
 import json
 import os
 import pathlib
 import sys
+import tarfile
 
 import numpy as np
 import pytest
@@ -13,10 +23,16 @@ sys.path.insert(0, str(ROOT))
 # machine threads only wait for each other. The CLIs' --threads default
 # honours this, in-process and in the subprocesses the tests start.
 os.environ.setdefault('OMP_NUM_THREADS', '1')
+# TensorFlow's native log lines, for the tests that import it (before they do).
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-REFERENCE = pathlib.Path(os.environ.get('FILM_REFERENCE_DIR', ROOT.parent / 'shared' / 'reference'))
+DATA = ROOT / 'tests' / 'data'
+REFERENCE = pathlib.Path(os.environ.get('FILM_REFERENCE_DIR') or DATA)
+# The folder the in-repo copy was made from, when it is beside the checkout.
+SHARED_REFERENCE = ROOT.parent / 'shared' / 'reference'
 REFERENCE_CONFIGS = ('small', 'alt')
 REFERENCE_CASES = ('photos_192x256', 'random_64x128')
+ORIGINAL_SAVEDMODEL = 'original_small_savedmodel'
 
 
 def reference_config(name):
@@ -30,8 +46,65 @@ def reference_weights(name):
 
 def reference_case(name, case):
     with np.load(REFERENCE / f'{name}_{case}.npz') as data:
-        return dict(data)
+        arrays = dict(data)
+    if case.startswith('photos_') and 'x0' not in arrays:  # tests/data does not store them
+        arrays['x0'], arrays['x1'] = photo_pair()
+    return arrays
 
+
+@functools.lru_cache(maxsize=None)
+def _photo_pair():
+    import cv2
+    pair = []
+    for name, key in (('one', 'x0'), ('two', 'x1')):
+        pixels = cv2.imread(str(ROOT / 'photos' / f'{name}.png'), cv2.IMREAD_COLOR)[:, :, ::-1]
+        blocks = (pixels.astype(np.float32) / 255).reshape(192, 4, 256, 4, 3)
+        # The mean over each 4x4 block, summed in a fixed order (float32 additions are
+        # exactly rounded, so this gives the same bits everywhere; a reordered sum can
+        # differ in the last bit). The division by 16 is exact.
+        total = np.zeros((192, 256, 3), np.float32)
+        for row in range(4):
+            for column in range(4):
+                total += blocks[:, row, :, column]
+        pair.append((total / np.float32(16))[np.newaxis])
+    expected = json.loads((DATA / 'photos_inputs.json').read_text())
+    for key, array in zip(('x0', 'x1'), pair):
+        digest = hashlib.sha256(array.tobytes()).hexdigest()
+        assert digest == expected[key]['sha256'], (
+            f'{key} regenerated from photos/ differs from the original\'s input (sha256 {digest}); '
+            'were photos/one.png or two.png changed?')
+    return tuple(pair)
+
+
+def photo_pair():
+    """x0, x1 (1, 192, 256, 3) of the photos_192x256 cases, bit-identical to the original's.
+
+    They are photos/one.png and two.png as float32 RGB / 255, averaged over 4x4 blocks;
+    checked against the SHA-256 of the original's arrays (tests/data/photos_inputs.json).
+    """
+    return tuple(array.copy() for array in _photo_pair())
+
+
+def original_savedmodel_path(scratch):
+    """The folder of the SavedModel written by the original code (see tests/data/README.md).
+
+    Used in place when REFERENCE holds it as a folder; otherwise unpacked from
+    REFERENCE/original_small_savedmodel.tar.xz into the folder `scratch`.
+    """
+    folder = REFERENCE / ORIGINAL_SAVEDMODEL
+    if folder.is_dir():
+        return folder
+    with tarfile.open(REFERENCE / f'{ORIGINAL_SAVEDMODEL}.tar.xz') as archive:
+        # filter='data' refuses links and paths outside `scratch` (Python >= 3.11.4 / 3.12).
+        options = {'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}
+        archive.extractall(scratch, **options)
+    return pathlib.Path(scratch) / ORIGINAL_SAVEDMODEL
+
+
+@pytest.fixture(scope='session')
+def original_savedmodel(tmp_path_factory):
+    """Path of the original's SavedModel folder (unpacked once per session if needed)."""
+    return original_savedmodel_path(tmp_path_factory.mktemp('reference'))
 
 
 @pytest.fixture(scope='module')

@@ -1,11 +1,12 @@
 """The PyTorch network against the ORIGINAL TensorFlow implementation's outputs.
 
-../shared/reference holds inputs, weights keyed by TF variable name, and what
-the original computed with them (NHWC). Tolerance: max|pt - tf| <= 2e-5 *
-max|tf| for every output, flow level included. Float32 reimplementations land
-near 1e-5 of the output's largest magnitude (different summation order in the
-convolutions); a real mistake (a wrong padding side, flow channel order,
-resize mode) shows up far above 1e-3.
+The reference data (tests/data, a copy of ../shared/reference; see conftest.py)
+holds inputs, weights keyed by TF variable name, and what the original computed
+with them (NHWC). Tolerance: max|pt - tf| <= 2e-5 * max|tf| for every output,
+flow level included. Float32 reimplementations land near 1e-5 of the output's
+largest magnitude (different summation order in the convolutions); a real
+mistake (a wrong padding side, flow channel order, resize mode) shows up far
+above 1e-3.
 """
 import io
 

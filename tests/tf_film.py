@@ -1,69 +1,77 @@
-"""A TensorFlow (tf_keras / legacy Keras 2) FILM network used as a test fixture.
+"""The FILM network in plain TensorFlow (tf.Module, no Keras), as a test fixture.
 
-This re-creates the network of google-research/frame-interpolation with the
-same layer structure, variable names, variable order and numerics, so tests
-can
+It re-creates the network of google-research/frame-interpolation with the same
+variables and numerics, so that tests can compare the PyTorch port with a TF
+model holding arbitrary weights, and write SavedModels that behave like the
+ones Google released (which Keras 2's ``model.save`` wrote).
 
-* compare a PyTorch port against a TF model with arbitrary weights, and
-* produce SavedModels shaped like Google's released ones
-  (``tf.saved_model.load(d).keras_api.variables``) to test weight conversion.
+Conventions, once for the whole module:
 
-Everything is NHWC. Flow channel 0 is the x displacement, channel 1 is y
-(see warp()).
+* NHWC, float32. Conv kernels are ``[kh, kw, in, out]`` (TF layout).
+* Flow channel 0 is the x displacement, channel 1 is y (see warp()).
+* Pyramids are Python lists, finest level first.
+* Variable names are the original's Keras names, e.g.
+  ``feat_net/sub_extractor/cfeat_conv_0/kernel:0``, and ``model.variables``
+  lists them in the original's order: feature extractor, flow predictors,
+  fusion; kernel before bias. The original's fusion convs have no names of
+  their own: Keras numbered them ``conv2d``, ``conv2d_1``, ... in creation order
+  (finest level first, output conv last), per process, so the numbers can
+  start at an offset (``fusion_conv_offset``).
+* Called as ``model({'x0': x0, 'x1': x1, 'time': t}, training=False)``, the
+  model (and a SavedModel of it, reloaded) returns what the original returns:
+  a dict with the tensors ``image``, ``x0_warped``, ``x1_warped`` (B, H, W, 3)
+  and the LISTS ``forward_residual_flow_pyramid``,
+  ``backward_residual_flow_pyramid`` (pyramid_levels tensors (B, h, w, 2)),
+  ``forward_flow_pyramid`` and ``backward_flow_pyramid``
+  (fusion_pyramid_levels tensors). Like the original it ignores ``time`` and
+  always synthesises t = 0.5. The calls run one traced graph (tf.function)
+  whose input shapes are (None, None, None, 3) and (None, 1).
+* "Flat" outputs (flatten_outputs, output_keys) name pyramid level i of
+  ``forward_flow_pyramid`` ``forward_flow_pyramid/i``, as the reference
+  vectors' .npz files do; the serving signature uses these keys too.
 
 Public API:
-    build_tf_film(config, flat_outputs=True, fresh_names=True) -> tf_keras.Model
-    set_weights_by_name(model, weights) -> None
-    save_film(model, directory, verify=True) -> loaded SavedModel | None
-    make_film_savedmodel(directory, config, weights, flat_outputs=True,
-                         verify=True) -> tf_keras.Model
-    output_keys(config) -> list of the flat output keys
-    warp(image, flow) -> tf.Tensor
+    FilmModel(config, fusion_conv_offset=0, seed=0)    (also build_tf_film)
+    set_weights_by_name(model, weights)
+    save_film(model, directory, verify=True) -> reloaded SavedModel | None
+    make_film_savedmodel(directory, config, weights, verify=True) -> FilmModel
+    output_keys(config), flatten_outputs(outputs), input_specs()
+    warp(image, flow)
 """
 
 from __future__ import annotations
 
 import os
-import re
-from collections import defaultdict
-from typing import Any, Dict, List, Mapping, Sequence, Union
 
-import numpy as np
-import tensorflow as tf
-import tf_keras as keras
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # before TF is imported
+
+import re  # noqa: E402
+import types  # noqa: E402
+from collections import defaultdict  # noqa: E402
+from typing import Any, Dict, List, Mapping, Sequence, Union  # noqa: E402
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 __all__ = [
+    'FilmModel',
     'build_tf_film',
     'set_weights_by_name',
     'save_film',
     'make_film_savedmodel',
-    'warp',
     'output_keys',
+    'flatten_outputs',
+    'input_specs',
+    'warp',
 ]
 
 _CONFIG_KEYS = ('pyramid_levels', 'fusion_pyramid_levels', 'specialized_levels',
                 'sub_levels', 'flow_convs', 'flow_filters', 'filters')
 
-_PYRAMID_OUTPUTS = ('forward_residual_flow_pyramid',
-                    'backward_residual_flow_pyramid', 'forward_flow_pyramid',
-                    'backward_flow_pyramid')
-
-
-def _no_autograph(fn):
-  """Marks `fn` so AutoGraph calls it as is (no wrapper: keeps the signature).
-
-  The call methods below have no tensor-dependent control flow; skipping
-  AutoGraph's source conversion makes building the functional model, tracing
-  and SavedModel export much faster. Same marker as AutoGraph's own
-  `autograph_artifact` (tf.autograph.experimental.do_not_convert would wrap
-  the method in (*args, **kwargs), and Keras would then pass it `training`).
-  """
-  fn.autograph_info__ = None
-  return fn
-
-
-def _lrelu(x):
-  return tf.nn.leaky_relu(x, alpha=0.2)
+IMAGE_OUTPUTS = ('image', 'x0_warped', 'x1_warped')
+PYRAMID_OUTPUTS = ('forward_residual_flow_pyramid',
+                   'backward_residual_flow_pyramid', 'forward_flow_pyramid',
+                   'backward_flow_pyramid')
 
 
 def _check_config(config: Mapping[str, Any]) -> Dict[str, Any]:
@@ -81,27 +89,68 @@ def _check_config(config: Mapping[str, Any]) -> Dict[str, Any]:
   if len(cfg['flow_convs']) < cfg['specialized_levels'] + 1:
     raise ValueError('flow_convs/flow_filters need specialized_levels + 1 '
                      'entries (the last one is the shared predictor)')
-  if not (2 <= cfg['fusion_pyramid_levels'] <= cfg['pyramid_levels']):
+  if not 2 <= cfg['fusion_pyramid_levels'] <= cfg['pyramid_levels']:
     raise ValueError('need 2 <= fusion_pyramid_levels <= pyramid_levels')
   if cfg['specialized_levels'] > cfg['pyramid_levels']:
     raise ValueError('specialized_levels must be <= pyramid_levels')
+  if cfg['specialized_levels'] < cfg['sub_levels'] - 1:
+    # The shared predictor would see features of different widths (in the
+    # original, Keras would refuse to reuse the built layer).
+    raise ValueError('specialized_levels must be >= sub_levels - 1')
   return cfg
 
 
 def output_keys(config: Mapping[str, Any]) -> List[str]:
-  """Flat output keys of the model built by build_tf_film(config)."""
+  """Flat output keys (see flatten_outputs) of the model for `config`."""
   cfg = _check_config(config)
-  keys = ['image', 'x0_warped', 'x1_warped']
-  for name in _PYRAMID_OUTPUTS:
+  keys = list(IMAGE_OUTPUTS)
+  for name in PYRAMID_OUTPUTS:
     n = (cfg['pyramid_levels'] if 'residual' in name
          else cfg['fusion_pyramid_levels'])
     keys += [f'{name}/{i}' for i in range(n)]
   return keys
 
 
+def flatten_outputs(outputs: Mapping[str, Any]) -> Dict[str, Any]:
+  """{key: value} with every list output split into 'key/0', 'key/1', ...
+
+  Values are returned as they are (tensors stay tensors; call np.asarray on
+  them for arrays).
+  """
+  flat = {}
+  for key, value in outputs.items():
+    if isinstance(value, (list, tuple)):
+      for i, level in enumerate(value):
+        flat[f'{key}/{i}'] = level
+    else:
+      flat[key] = value
+  return flat
+
+
+def input_specs() -> Dict[str, tf.TensorSpec]:
+  """The original's input signature: x0, x1 (None, None, None, 3), time (None, 1)."""
+  image = (None, None, None, 3)
+  return {'x0': tf.TensorSpec(image, tf.float32, name='x0'),
+          'x1': tf.TensorSpec(image, tf.float32, name='x1'),
+          'time': tf.TensorSpec((None, 1), tf.float32, name='time')}
+
+
 # ----------------------------------------------------------------------------
-# Numerics shared by several layers.
+# Numerics shared by several parts.
 # ----------------------------------------------------------------------------
+
+
+def _lrelu(x):
+  return tf.nn.leaky_relu(x, alpha=0.2)
+
+
+def _avg_pool(x):
+  """Keras AveragePooling2D(pool_size=2, strides=2, padding='valid')."""
+  return tf.nn.avg_pool2d(x, ksize=2, strides=2, padding='VALID')
+
+
+def _resize_like(x, like, method=tf.image.ResizeMethod.BILINEAR):
+  return tf.image.resize(x, tf.shape(like)[1:3], method=method)
 
 
 def warp(image: tf.Tensor, flow: tf.Tensor) -> tf.Tensor:
@@ -113,9 +162,11 @@ def warp(image: tf.Tensor, flow: tf.Tensor) -> tf.Tensor:
   (y, x); FILM reverses the channels "for compatibility with older saved
   models"). The reference outputs confirm this order.
 
-  Same numerics as tfa: per axis the lower neighbour is
-  clip(floor(q), 0, size - 2), the weight clip(q - floor, 0, 1) (samples
-  outside the image are clamped to the border). Needs spatial sizes >= 2.
+  Same ops and numerics as tfa's dense_image_warp / interpolate_bilinear: per
+  axis the lower neighbour is clip(floor(q), 0, size - 2) and the weight
+  clip(q - floor, 0, 1) (samples outside the image are clamped to the
+  border); the four neighbours are gathered from the image flattened to
+  [B * H * W, C]. Needs spatial sizes >= 2.
   """
   flow = tf.convert_to_tensor(flow)
   image = tf.convert_to_tensor(image)
@@ -143,7 +194,6 @@ def warp(image: tf.Tensor, flow: tf.Tensor) -> tf.Tensor:
                        one_i)
     alphas.append(alpha[..., tf.newaxis])
 
-  # Gather from the image flattened to [B * H * W, C] with linear indices.
   flat_image = tf.reshape(image, [-1, channels])
   batch_offsets = tf.reshape(tf.range(batch) * (height * width), [-1, 1, 1])
 
@@ -159,376 +209,325 @@ def warp(image: tf.Tensor, flow: tf.Tensor) -> tf.Tensor:
   return alphas[0] * (interp_bottom - interp_top) + interp_top
 
 
-def _resize_like(x: tf.Tensor, like: tf.Tensor, method='bilinear') -> tf.Tensor:
-  return tf.image.resize(x, tf.shape(like)[1:3], method=method)
-
-
 # ----------------------------------------------------------------------------
-# Layers with weights (names matter: they become the variable names).
+# Parts with weights. Each is a tf.Module; the variables get the original's
+# full Keras names explicitly (no name scopes involved).
 # ----------------------------------------------------------------------------
 
 
-class _FilmLayer(keras.layers.Layer):
-  """Base holding the FILM config so get_config works for SavedModel."""
+class _Conv(tf.Module):
+  """Keras Conv2D(padding='same'): conv2d, bias_add, then the activation."""
 
-  def __init__(self, config: Mapping[str, Any], name: str, **kwargs):
-    super().__init__(name=name, **kwargs)
-    self.film_config = dict(config)
+  def __init__(self, name: str, kernel_size, in_channels: int, filters: int,
+               activation, rng: np.random.Generator):
+    super().__init__()
+    kh, kw = ((kernel_size, kernel_size) if isinstance(kernel_size, int)
+              else kernel_size)
+    # Keras' defaults: Glorot-uniform kernel, zero bias.
+    limit = np.sqrt(6.0 / ((in_channels + filters) * kh * kw))
+    kernel = rng.uniform(-limit, limit, (kh, kw, in_channels, filters))
+    self.kernel = tf.Variable(kernel.astype(np.float32), name=f'{name}/kernel')
+    self.bias = tf.Variable(np.zeros(filters, np.float32), name=f'{name}/bias')
+    self.activation = activation
 
-  def get_config(self):
-    base = super().get_config()
-    base['config'] = self.film_config
-    return base
+  def __call__(self, x):
+    x = tf.nn.bias_add(tf.nn.conv2d(x, self.kernel, strides=1, padding='SAME'),
+                       self.bias)
+    return x if self.activation is None else self.activation(x)
+
+  def ordered_variables(self):
+    return [self.kernel, self.bias]
 
 
-class SubTreeExtractor(_FilmLayer):
-  """2 * sub_levels convs 'cfeat_conv_{k}'; filters << i at sub level i."""
+def _feature_channels(cfg, level: int) -> int:
+  """Channels of the feature pyramid at `level`: sub-level j has filters << j."""
+  return sum(cfg['filters'] << j
+             for j in range(min(level, cfg['sub_levels'] - 1) + 1))
 
-  def __init__(self, config, name='sub_extractor'):
-    super().__init__(config, name=name)
-    k = config['filters']
+
+class _FeatureExtractor(tf.Module):
+  """'feat_net': cascaded features from a shared 'sub_extractor'.
+
+  Sub level i is two 3x3 lrelu convs 'cfeat_conv_{2i}', 'cfeat_conv_{2i+1}'
+  with filters << i channels, then an average pool.
+  """
+
+  def __init__(self, cfg, rng):
+    super().__init__()
+    self.sub_levels = cfg['sub_levels']
     self.convs = []
-    for i in range(config['sub_levels']):
+    in_channels = 3
+    for i in range(cfg['sub_levels']):
+      out = cfg['filters'] << i
       for j in (2 * i, 2 * i + 1):
-        self.convs.append(
-            keras.layers.Conv2D(filters=k << i, kernel_size=3, padding='same',
-                                activation=_lrelu, name=f'cfeat_conv_{j}'))
-    self.pool = keras.layers.AveragePooling2D(pool_size=2, strides=2,
-                                              padding='valid')
+        self.convs.append(_Conv(f'feat_net/sub_extractor/cfeat_conv_{j}', 3,
+                                in_channels, out, _lrelu, rng))
+        in_channels = out
 
-  @_no_autograph
-  def call(self, image, n):
+  def _sub_pyramid(self, image, n):
     head = image
     pyramid = []
     for i in range(n):
-      head = self.convs[2 * i](head)
-      head = self.convs[2 * i + 1](head)
+      head = self.convs[2 * i + 1](self.convs[2 * i](head))
       pyramid.append(head)
       if i < n - 1:
-        head = self.pool(head)
+        head = _avg_pool(head)
     return pyramid
 
-
-class FeatureExtractor(_FilmLayer):
-  """Cascaded feature pyramid ('feat_net')."""
-
-  def __init__(self, config, name='feat_net'):
-    super().__init__(config, name=name)
-    self.extract_sublevels = SubTreeExtractor(config, name='sub_extractor')
-
-  @_no_autograph
-  def call(self, image_pyramid):
-    sub_levels = self.film_config['sub_levels']
+  def __call__(self, image_pyramid):
     levels = len(image_pyramid)
     sub_pyramids = [
-        self.extract_sublevels(image_pyramid[i], min(levels - i, sub_levels))
+        self._sub_pyramid(image_pyramid[i], min(levels - i, self.sub_levels))
         for i in range(levels)
     ]
+    # Level i concatenates sub level j of the sub-pyramid started j levels
+    # finer, for every j that exists.
     feature_pyramid = []
     for i in range(levels):
       features = sub_pyramids[i][0]
-      for j in range(1, sub_levels):
+      for j in range(1, self.sub_levels):
         if j <= i:
           features = tf.concat([features, sub_pyramids[i - j][j]], axis=-1)
       feature_pyramid.append(features)
     return feature_pyramid
 
+  def ordered_variables(self):
+    return [v for conv in self.convs for v in conv.ordered_variables()]
 
-class FlowEstimator(keras.layers.Layer):
+
+class _FlowEstimator(tf.Module):
   """conv_0..conv_{n-1} 3x3 lrelu, conv_n 1x1 nf//2 lrelu, conv_{n+1} 1x1 2."""
 
-  def __init__(self, num_convs: int, num_filters: int, name: str):
-    super().__init__(name=name)
-    self.num_convs = num_convs
-    self.num_filters = num_filters
+  def __init__(self, name, num_convs, num_filters, in_channels, rng):
+    super().__init__()
     self.convs = []
     for i in range(num_convs):
-      self.convs.append(
-          keras.layers.Conv2D(filters=num_filters, kernel_size=3,
-                              padding='same', activation=_lrelu,
-                              name=f'conv_{i}'))
-    self.convs.append(
-        keras.layers.Conv2D(filters=num_filters // 2, kernel_size=1,
-                            padding='same', activation=_lrelu,
-                            name=f'conv_{num_convs}'))
-    self.convs.append(
-        keras.layers.Conv2D(filters=2, kernel_size=1, padding='same',
-                            activation=None, name=f'conv_{num_convs + 1}'))
+      self.convs.append(_Conv(f'{name}/conv_{i}', 3, in_channels, num_filters,
+                              _lrelu, rng))
+      in_channels = num_filters
+    self.convs.append(_Conv(f'{name}/conv_{num_convs}', 1, num_filters,
+                            num_filters // 2, _lrelu, rng))
+    self.convs.append(_Conv(f'{name}/conv_{num_convs + 1}', 1,
+                            num_filters // 2, 2, None, rng))
 
-  @_no_autograph
-  def call(self, features_a, features_b):
+  def __call__(self, features_a, features_b):
     net = tf.concat([features_a, features_b], axis=-1)
     for conv in self.convs:
       net = conv(net)
     return net
 
-  def get_config(self):
-    base = super().get_config()
-    base.update(num_convs=self.num_convs, num_filters=self.num_filters)
-    return base
+  def ordered_variables(self):
+    return [v for conv in self.convs for v in conv.ordered_variables()]
 
 
-class PyramidFlowEstimator(_FilmLayer):
-  """Coarse-to-fine residual flow ('predict_flow'); returns finest first."""
+class _PyramidFlowEstimator(tf.Module):
+  """'predict_flow': coarse-to-fine residual flows, returned finest first."""
 
-  def __init__(self, config, name='predict_flow'):
-    super().__init__(config, name=name)
-    self.predictors = []
-    for i in range(config['specialized_levels']):
-      self.predictors.append(
-          FlowEstimator(config['flow_convs'][i], config['flow_filters'][i],
-                        name=f'flow_predictor_{i}'))
-    shared = FlowEstimator(config['flow_convs'][-1],
-                           config['flow_filters'][-1],
-                           name='flow_predictor_shared')
-    for _ in range(config['specialized_levels'], config['pyramid_levels']):
-      self.predictors.append(shared)
+  def __init__(self, cfg, rng):
+    super().__init__()
+    self.specialized = []
+    for i in range(cfg['specialized_levels']):
+      self.specialized.append(_FlowEstimator(
+          f'predict_flow/flow_predictor_{i}', cfg['flow_convs'][i],
+          cfg['flow_filters'][i], 2 * _feature_channels(cfg, i), rng))
+    self.shared = _FlowEstimator(
+        'predict_flow/flow_predictor_shared', cfg['flow_convs'][-1],
+        cfg['flow_filters'][-1],
+        2 * _feature_channels(cfg, cfg['specialized_levels']), rng)
+    self.levels = cfg['pyramid_levels']
 
-  @_no_autograph
-  def call(self, feature_pyramid_a, feature_pyramid_b):
+  def _predictor(self, level):
+    return (self.specialized[level] if level < len(self.specialized)
+            else self.shared)
+
+  def __call__(self, feature_pyramid_a, feature_pyramid_b):
     levels = len(feature_pyramid_a)
-    v = self.predictors[levels - 1](feature_pyramid_a[-1],
+    v = self._predictor(levels - 1)(feature_pyramid_a[-1],
                                     feature_pyramid_b[-1])
     residuals = [v]
     for i in reversed(range(levels - 1)):
       v = _resize_like(2 * v, feature_pyramid_a[i])
       warped = warp(feature_pyramid_b[i], v)
-      residual = self.predictors[i](feature_pyramid_a[i], warped)
+      residual = self._predictor(i)(feature_pyramid_a[i], warped)
       residuals.append(residual)
       v = residual + v
     return list(reversed(residuals))
 
+  def ordered_variables(self):
+    return [v for p in self.specialized + [self.shared]
+            for v in p.ordered_variables()]
 
-class Fusion(_FilmLayer):
-  """U-Net style decoder ('fusion') with auto-named Conv2D layers."""
 
-  def __init__(self, config, name='fusion'):
-    super().__init__(config, name=name)
-    self.levels = config['fusion_pyramid_levels']
-    m = config['specialized_levels']
-    k = config['filters']
-    self.convs = []
-    for i in range(self.levels - 1):
-      nf = (k << i) if i < m else (k << m)
-      # No explicit names: Keras numbers them conv2d, conv2d_1, ... exactly
-      # as in the original code.
+class _Fusion(tf.Module):
+  """'fusion': U-Net style decoder from the coarsest aligned level up.
+
+  Level i (finest 0) has a 2x2 conv (no activation) after the nearest-neighbour
+  upsampling, then two 3x3 lrelu convs, with nf_i = filters << min(i,
+  specialized_levels) channels; a 1x1 conv to 3 channels ends it.
+  """
+
+  def __init__(self, cfg, offset, rng):
+    super().__init__()
+    levels = cfg['fusion_pyramid_levels']
+    m = cfg['specialized_levels']
+    widths = [cfg['filters'] << min(i, m) for i in range(levels - 1)]
+    # What the fusion sees at each level: both warped (image + features),
+    # then the backward and forward flows.
+    aligned = [2 * (3 + _feature_channels(cfg, i)) + 4 for i in range(levels)]
+    numbers = iter(range(offset, offset + 3 * (levels - 1) + 1))
+
+    def conv(*args):
+      n = next(numbers)
+      return _Conv(f'fusion/conv2d{f"_{n}" if n else ""}', *args, rng=rng)
+
+    self.convs = []  # per level, finest first, in the original's order
+    for i in range(levels - 1):
+      coarser = aligned[i + 1] if i == levels - 2 else widths[i + 1]
       self.convs.append([
-          keras.layers.Conv2D(filters=nf, kernel_size=[2, 2], padding='same'),
-          keras.layers.Conv2D(filters=nf, kernel_size=[3, 3], padding='same',
-                              activation=_lrelu),
-          keras.layers.Conv2D(filters=nf, kernel_size=[3, 3], padding='same',
-                              activation=_lrelu),
+          conv([2, 2], coarser, widths[i], None),
+          conv([3, 3], aligned[i] + widths[i], widths[i], _lrelu),
+          conv([3, 3], widths[i], widths[i], _lrelu),
       ])
-    self.output_conv = keras.layers.Conv2D(filters=3, kernel_size=1)
+    self.output_conv = conv(1, widths[0], 3, None)
 
-  @_no_autograph
-  def call(self, pyramid):
+  def __call__(self, pyramid):
     net = pyramid[-1]
-    for i in reversed(range(self.levels - 1)):
+    for i in reversed(range(len(self.convs))):
       net = _resize_like(net, pyramid[i],
                          method=tf.image.ResizeMethod.NEAREST_NEIGHBOR)
       net = self.convs[i][0](net)
       net = tf.concat([pyramid[i], net], axis=-1)
-      net = self.convs[i][1](net)
-      net = self.convs[i][2](net)
+      net = self.convs[i][2](self.convs[i][1](net))
     return self.output_conv(net)
 
-
-# ----------------------------------------------------------------------------
-# Weightless glue layers used at the functional-model level.
-# ----------------------------------------------------------------------------
-
-
-class _Warp(keras.layers.Layer):
-
-  @_no_autograph
-  def call(self, inputs):
-    image, flow = inputs
-    return warp(image, flow)
-
-
-class _FlowPyramidSynthesis(keras.layers.Layer):
-  """Residual pyramid -> flow pyramid (finest first), first `levels` kept."""
-
-  def __init__(self, levels: int, **kwargs):
-    super().__init__(**kwargs)
-    self.levels = levels
-
-  @_no_autograph
-  def call(self, residual_pyramid):
-    flow = residual_pyramid[-1]
-    flow_pyramid = [flow]
-    for residual in reversed(residual_pyramid[:-1]):
-      flow = _resize_like(2 * flow, residual)
-      flow = residual + flow
-      flow_pyramid.append(flow)
-    return list(reversed(flow_pyramid))[:self.levels]
-
-  def get_config(self):
-    base = super().get_config()
-    base['levels'] = self.levels
-    return base
-
-
-class _MidTime(keras.layers.Layer):
-  """The original ignores the time input: always t = 0.5."""
-
-  @_no_autograph
-  def call(self, time):
-    return tf.ones_like(time) * 0.5
-
-
-class _ScalePyramid(keras.layers.Layer):
-  """pyramid * scalar per batch item; `one_minus` uses (1 - t)."""
-
-  def __init__(self, one_minus: bool, **kwargs):
-    super().__init__(**kwargs)
-    self.one_minus = one_minus
-
-  @_no_autograph
-  def call(self, inputs):
-    pyramid, time = inputs
-    t = time[:, 0]
-    if self.one_minus:
-      t = 1 - t
-    return [
-        tf.transpose(tf.transpose(level, [3, 1, 2, 0]) * t, [3, 1, 2, 0])
-        for level in pyramid
-    ]
-
-  def get_config(self):
-    base = super().get_config()
-    base['one_minus'] = self.one_minus
-    return base
+  def ordered_variables(self):
+    convs = [c for level in self.convs for c in level] + [self.output_conv]
+    return [v for c in convs for v in c.ordered_variables()]
 
 
 # ----------------------------------------------------------------------------
-# Model.
+# The model.
 # ----------------------------------------------------------------------------
 
 
-def _auto_conv_counter():
-  """(uid map, key) of the Keras counter that numbers unnamed Conv2D layers."""
-  try:
-    from tf_keras.src import backend as keras_backend_impl  # pylint: disable=g-import-not-at-top
-    uid_map = keras_backend_impl.get_default_graph_uid_map()
-  except (ImportError, AttributeError) as e:
-    raise RuntimeError('fresh_names=True needs tf_keras.src.backend.'
-                       'get_default_graph_uid_map; use fresh_names=False') from e
-  # Layer names are made unique per (namespace, snake_case class name).
-  return uid_map, ('', 'conv2d')
+def _flow_pyramid_synthesis(residual_pyramid):
+  """Residual pyramid -> flow pyramid (both finest first)."""
+  flow = residual_pyramid[-1]
+  flow_pyramid = [flow]
+  for residual in reversed(residual_pyramid[:-1]):
+    flow = residual + _resize_like(2 * flow, residual)
+    flow_pyramid.append(flow)
+  return list(reversed(flow_pyramid))
 
 
-def _make_fusion(cfg, fresh_names: bool) -> Fusion:
-  if not fresh_names:
-    return Fusion(cfg, name='fusion')
-  # Number the fusion convs from conv2d like a fresh process does, then put
-  # the global counter back (never lower than before) so other code is not
-  # affected.
-  uid_map, key = _auto_conv_counter()
-  saved = uid_map[key]
-  uid_map[key] = 0
-  try:
-    return Fusion(cfg, name='fusion')
-  finally:
-    uid_map[key] = max(saved, uid_map[key])
+def _multiply_pyramid(pyramid, scalar):
+  """Each level times a per-batch-item scalar (B,), as the original does it."""
+  return [tf.transpose(tf.transpose(level, [3, 1, 2, 0]) * scalar,
+                       [3, 1, 2, 0]) for level in pyramid]
 
 
-def build_tf_film(config: Mapping[str, Any],
-                  flat_outputs: bool = True,
-                  fresh_names: bool = True) -> keras.Model:
-  """Builds the FILM interpolator as a tf_keras functional model.
+class FilmModel(tf.Module):
+  """The FILM interpolator; see the module docstring for calls and names.
 
   Args:
     config: pyramid_levels, fusion_pyramid_levels, specialized_levels,
       sub_levels, flow_convs, flow_filters, filters.
-    flat_outputs: True -> outputs dict with flat keys ('image', 'x0_warped',
-      'x1_warped', 'forward_residual_flow_pyramid/0', ...). False -> like the
-      original model: the four pyramid outputs are lists (finest first).
-    fresh_names: True -> the fusion convs are named conv2d ... conv2d_{n}
-      even if other auto-named Conv2D layers exist in this process (variable
-      names then equal those of Google's SavedModels). False -> plain Keras
-      numbering, which may start at an offset.
-
-  Returns:
-    Model taking {'x0': (B,H,W,3), 'x1': (B,H,W,3), 'time': (B,1)} (float32,
-    any H, W that the pyramid depth supports).
+    fusion_conv_offset: number of the first fusion conv: 0 names them
+      conv2d, conv2d_1, ... like a fresh Keras process (and Google's
+      SavedModels); n > 0 gives conv2d_n, conv2d_{n+1}, ...
+    seed: for the initial weights (Glorot-uniform kernels, zero biases, as
+      Keras would); set real ones with set_weights_by_name.
   """
-  cfg = _check_config(config)
-  levels = cfg['pyramid_levels']
-  fusion_levels = cfg['fusion_pyramid_levels']
 
-  x0 = keras.Input(shape=(None, None, 3), batch_size=None, name='x0',
-                   dtype=tf.float32)
-  x1 = keras.Input(shape=(None, None, 3), batch_size=None, name='x1',
-                   dtype=tf.float32)
-  time = keras.Input(shape=(1,), batch_size=None, name='time',
-                     dtype=tf.float32)
+  # Plain attributes here instead of tf.Module's properties (which collect
+  # variables sorted by attribute name): lists in the original's order, which
+  # tf.saved_model.save stores, so that a reloaded SavedModel has `variables`
+  # and `trainable_variables` in that order, as a Keras SavedModel has.
+  variables = ()
+  trainable_variables = ()
 
-  def image_pyramid(image):
-    pool = keras.layers.AveragePooling2D(pool_size=2, strides=2,
-                                         padding='valid')
-    pyramid = []
-    for i in range(levels):
-      pyramid.append(image)
-      if i < levels - 1:
-        image = pool(image)
-    return pyramid
+  def __init__(self, config: Mapping[str, Any], fusion_conv_offset: int = 0,
+               seed: int = 0):
+    super().__init__(name='film')
+    if fusion_conv_offset < 0:
+      raise ValueError('fusion_conv_offset must be >= 0')
+    cfg = _check_config(config)
+    # Read-only, and not a dict: tf.Module would track a dict and write it into
+    # the SavedModel, which the original's does not have.
+    self.config = types.MappingProxyType(cfg)
+    rng = np.random.default_rng(seed)
+    self.feat_net = _FeatureExtractor(cfg, rng)
+    self.predict_flow = _PyramidFlowEstimator(cfg, rng)
+    self.fusion = _Fusion(cfg, fusion_conv_offset, rng)
+    self.variables = (self.feat_net.ordered_variables() +
+                      self.predict_flow.ordered_variables() +
+                      self.fusion.ordered_variables())
+    self.trainable_variables = self.variables
+    # One trace for every input size and batch (as a loaded SavedModel runs).
+    self.__call__.get_concrete_function(input_specs(), False, None)
 
-  image_pyramids = [image_pyramid(x0), image_pyramid(x1)]
+  @tf.function(autograph=False)
+  def __call__(self, inputs, training=False, mask=None):
+    """inputs: {'x0', 'x1': (B, H, W, 3), 'time': (B, 1)}; see module docstring.
 
-  feature_extractor = FeatureExtractor(cfg, name='feat_net')
-  feature_pyramids = [feature_extractor(image_pyramids[0]),
-                      feature_extractor(image_pyramids[1])]
+    `training` and `mask` are there because Keras models take them (FILM has
+    no layer that behaves differently in training); both are ignored.
+    """
+    del training, mask
+    levels = self.config['pyramid_levels']
+    fusion_levels = self.config['fusion_pyramid_levels']
 
-  predict_flow = PyramidFlowEstimator(cfg, name='predict_flow')
-  forward_residual = predict_flow(feature_pyramids[0], feature_pyramids[1])
-  backward_residual = predict_flow(feature_pyramids[1], feature_pyramids[0])
+    def image_pyramid(image):
+      pyramid = [image]
+      for _ in range(levels - 1):
+        pyramid.append(_avg_pool(pyramid[-1]))
+      return pyramid
 
-  synthesis = _FlowPyramidSynthesis(fusion_levels, name='flow_synthesis')
-  forward_flow_pyramid = synthesis(forward_residual)
-  backward_flow_pyramid = synthesis(backward_residual)
+    image_pyramids = [image_pyramid(inputs['x0']), image_pyramid(inputs['x1'])]
+    feature_pyramids = [self.feat_net(image_pyramids[0]),
+                        self.feat_net(image_pyramids[1])]
+    forward_residual = self.predict_flow(feature_pyramids[0],
+                                         feature_pyramids[1])
+    backward_residual = self.predict_flow(feature_pyramids[1],
+                                          feature_pyramids[0])
+    forward_flow_pyramid = _flow_pyramid_synthesis(
+        forward_residual)[:fusion_levels]
+    backward_flow_pyramid = _flow_pyramid_synthesis(
+        backward_residual)[:fusion_levels]
 
-  mid_time = _MidTime(name='mid_time')(time)
-  backward_flow = _ScalePyramid(False, name='scale_backward')(
-      [backward_flow_pyramid, mid_time])
-  forward_flow = _ScalePyramid(True, name='scale_forward')(
-      [forward_flow_pyramid, mid_time])
+    # The original ignores `time`: t = 0.5 with the batch size of `time`.
+    mid_time = tf.ones_like(inputs['time']) * 0.5
+    backward_flow = _multiply_pyramid(backward_flow_pyramid, mid_time[:, 0])
+    forward_flow = _multiply_pyramid(forward_flow_pyramid, 1 - mid_time[:, 0])
 
-  concat = keras.layers.Concatenate(axis=-1, name='pyramid_concat')
-  to_warp = [[concat([image_pyramids[k][i], feature_pyramids[k][i]])
-              for i in range(fusion_levels)] for k in (0, 1)]
+    to_warp = [[tf.concat([image_pyramids[k][i], feature_pyramids[k][i]],
+                          axis=-1) for i in range(fusion_levels)]
+               for k in (0, 1)]
+    # Backward warping: the backward flow reads from x0, the forward from x1.
+    forward_warped = [warp(to_warp[0][i], backward_flow[i])
+                      for i in range(fusion_levels)]
+    backward_warped = [warp(to_warp[1][i], forward_flow[i])
+                       for i in range(fusion_levels)]
+    aligned = [tf.concat([forward_warped[i], backward_warped[i],
+                          backward_flow[i], forward_flow[i]], axis=-1)
+               for i in range(fusion_levels)]
+    prediction = self.fusion(aligned)
 
-  warp_layer = _Warp(name='warp')
-  forward_warped = [warp_layer([to_warp[0][i], backward_flow[i]])
-                    for i in range(fusion_levels)]
-  backward_warped = [warp_layer([to_warp[1][i], forward_flow[i]])
-                     for i in range(fusion_levels)]
-  aligned = [concat([forward_warped[i], backward_warped[i], backward_flow[i],
-                     forward_flow[i]]) for i in range(fusion_levels)]
+    return {
+        'image': prediction[..., :3],
+        'x0_warped': forward_warped[0][..., 0:3],
+        'x1_warped': backward_warped[0][..., 0:3],
+        'forward_residual_flow_pyramid': forward_residual,
+        'backward_residual_flow_pyramid': backward_residual,
+        'forward_flow_pyramid': forward_flow_pyramid,
+        'backward_flow_pyramid': backward_flow_pyramid,
+    }
 
-  fusion = _make_fusion(cfg, fresh_names)
-  prediction = fusion(aligned)
 
-  outputs = {
-      'image': prediction[..., :3],
-      'x0_warped': forward_warped[0][..., 0:3],
-      'x1_warped': backward_warped[0][..., 0:3],
-  }
-  pyramids = {
-      'forward_residual_flow_pyramid': forward_residual,
-      'backward_residual_flow_pyramid': backward_residual,
-      'forward_flow_pyramid': forward_flow_pyramid,
-      'backward_flow_pyramid': backward_flow_pyramid,
-  }
-  for name, pyramid in pyramids.items():
-    if flat_outputs:
-      for i, level in enumerate(pyramid):
-        outputs[f'{name}/{i}'] = level
-    else:
-      outputs[name] = list(pyramid)
-  return keras.Model(inputs={'x0': x0, 'x1': x1, 'time': time},
-                     outputs=outputs, name='film')
+def build_tf_film(config: Mapping[str, Any],
+                  fusion_conv_offset: int = 0) -> FilmModel:
+  """FilmModel(config, fusion_conv_offset)."""
+  return FilmModel(config, fusion_conv_offset=fusion_conv_offset)
 
 
 # ----------------------------------------------------------------------------
@@ -576,16 +575,16 @@ def _canonical_names(names: Sequence[str]) -> List[str]:
   return out
 
 
-def set_weights_by_name(model: keras.Model,
+def set_weights_by_name(model: FilmModel,
                         weights: Mapping[str, np.ndarray]) -> None:
   """Assigns every variable of `model` from `weights` (TF name -> array).
 
   Names must match exactly, except for Keras auto-numbered 'conv2d[_n]'
   segments (the fusion convs), which are matched by the rank of their number
-  within the same scope, so 'fusion/conv2d_13' in this process can receive
-  'fusion/conv2d' of the reference. A trailing ':0' is optional in `weights`.
-  Raises ValueError listing all missing, unused, duplicate or mis-shaped
-  entries; nothing is assigned in that case.
+  within the same scope, so 'fusion/conv2d_13' of a model built with an
+  offset receives 'fusion/conv2d' of the reference. A trailing ':0' is
+  optional in `weights`. Raises ValueError listing all missing, unused,
+  duplicate or mis-shaped entries; nothing is assigned in that case.
   """
   variables = list(model.variables)
   var_names = [v.name for v in variables]
@@ -634,16 +633,21 @@ def set_weights_by_name(model: keras.Model,
 # ----------------------------------------------------------------------------
 
 
-def _dummy_inputs(model: keras.Model):
+def _serving_function(model: FilmModel):
+  """serving_default: keyword inputs x0, x1, time; flat outputs."""
+
+  @tf.function(autograph=False)
+  def serving_default(x0, x1, time):
+    return flatten_outputs(model({'x0': x0, 'x1': x1, 'time': time},
+                                 training=False))
+
+  return serving_default.get_concrete_function(**input_specs())
+
+
+def _dummy_inputs(model: FilmModel):
   # 2 ** levels pixels: the coarsest level is 2x2 and the coarsest warped
   # level 4x4 (warp needs sizes >= 2).
-  levels = 1
-  for layer in model.layers:
-    cfg = getattr(layer, 'film_config', None)
-    if cfg:
-      levels = cfg['pyramid_levels']
-      break
-  size = 2 ** levels
+  size = 2 ** model.config['pyramid_levels']
   rng = np.random.default_rng(0)
   return {
       'x0': tf.constant(rng.random((1, size, size, 3), dtype=np.float32)),
@@ -652,51 +656,56 @@ def _dummy_inputs(model: keras.Model):
   }
 
 
-def _flatten_outputs(out) -> Dict[str, np.ndarray]:
-  flat = {}
-  for key, value in out.items():
-    if isinstance(value, (list, tuple)):
-      for i, level in enumerate(value):
-        flat[f'{key}/{i}'] = np.asarray(level)
-    else:
-      flat[key] = np.asarray(value)
-  return flat
+def _structure(outputs) -> Dict[str, Any]:
+  """{key: 'tensor' or ('list', n)} of an output dict."""
+  return {k: ('list', len(v)) if isinstance(v, list) else 'tensor'
+          for k, v in outputs.items()}
 
 
-def save_film(model: keras.Model, directory: Union[str, os.PathLike],
+def save_film(model: FilmModel, directory: Union[str, os.PathLike],
               verify: bool = True):
-  """Saves `model` in the legacy TF SavedModel format (like Google's models).
+  """Writes `model` as a SavedModel like Google's (minus Keras' extras).
 
-  With verify=True the directory is re-loaded with tf.saved_model.load and
-  checked: `loaded.keras_api.variables` has the model's variable names, shapes
-  and order, and `loaded({'x0', 'x1', 'time'}, training=False)` returns a dict
-  with the model's outputs (same keys, values equal to the Keras model's).
-  Returns that loaded object (None with verify=False).
+  The SavedModel has the original's `__call__` (traced for training=False
+  and True on inputs of any size), `variables` / `trainable_variables` in the
+  original's order and a `serving_default` signature with the original's
+  inputs (its outputs carry the flat keys of flatten_outputs; Keras named
+  the original's after internal layers).
+
+  With verify=True the directory is reloaded with tf.saved_model.load and
+  checked against the model: variable names, shapes and order; output
+  structure (tensors and lists) and values. Returns that loaded object
+  (None with verify=False).
   """
   directory = os.fspath(directory)
-  model.save(directory, save_format='tf', include_optimizer=False)
+  specs = input_specs()
+  # Keras saved both; they compute the same.
+  model.__call__.get_concrete_function(specs, True, None)
+  tf.saved_model.save(model, directory,
+                      signatures={'serving_default': _serving_function(model)})
   if not verify:
     return None
   loaded = tf.saved_model.load(directory)
   expected = [(v.name, v.shape.as_list()) for v in model.variables]
-  got = [(v.name, v.shape.as_list()) for v in loaded.keras_api.variables]
+  got = [(v.name, v.shape.as_list()) for v in loaded.variables]
   if got != expected:
-    raise RuntimeError('save_film: keras_api.variables of the saved model '
-                       f'differ from the model:\n got {got}\n want {expected}')
+    raise RuntimeError('save_film: variables of the saved model differ from '
+                       f'the model:\n got {got}\n want {expected}')
   inputs = _dummy_inputs(model)
+  want = model(inputs, training=False)
   out = loaded(inputs, training=False)
-  if not isinstance(out, dict):
-    raise RuntimeError(f'save_film: loaded model returned {type(out)}, '
-                       'expected a dict')
-  got_out = _flatten_outputs(out)
-  want_out = _flatten_outputs(model(inputs, training=False))
-  if sorted(got_out) != sorted(want_out):
-    raise RuntimeError(f'save_film: output keys {sorted(got_out)} != '
-                       f'{sorted(want_out)}')
-  for key, want in want_out.items():
-    err = float(np.max(np.abs(got_out[key] - want)))
-    scale = float(np.max(np.abs(want))) or 1.0
-    if got_out[key].shape != want.shape or err > 1e-5 * scale:
+  if not isinstance(out, dict) or _structure(out) != _structure(want):
+    raise RuntimeError('save_film: reloaded model returned '
+                       f'{_structure(out) if isinstance(out, dict) else out}, '
+                       f'expected {_structure(want)}')
+  got_flat = flatten_outputs(out)
+  for key, value in flatten_outputs(want).items():
+    value, got_value = np.asarray(value), np.asarray(got_flat[key])
+    # The same graph on the same inputs: equal up to nondeterministic
+    # summation order in the convolutions.
+    err = float(np.max(np.abs(got_value - value)))
+    scale = float(np.max(np.abs(value))) or 1.0
+    if got_value.shape != value.shape or err > 1e-5 * scale:
       raise RuntimeError(f'save_film: reloaded output {key!r} differs '
                          f'(max abs err {err}, scale {scale})')
   return loaded
@@ -706,18 +715,18 @@ def make_film_savedmodel(directory: Union[str, os.PathLike],
                          config: Mapping[str, Any],
                          weights: Union[Mapping[str, np.ndarray], str,
                                         os.PathLike],
-                         flat_outputs: bool = True,
-                         verify: bool = True) -> keras.Model:
-  """build_tf_film + set_weights_by_name + save_film; returns the Keras model.
+                         verify: bool = True,
+                         fusion_conv_offset: int = 0) -> FilmModel:
+  """FilmModel + set_weights_by_name + save_film; returns the model.
 
   `weights` is a name -> array mapping or a path to an .npz of that form.
-  The fusion convs are numbered from conv2d (fresh_names), so the SavedModel's
-  variable names equal those of Google's released models.
+  With the default offset the fusion convs are conv2d ... conv2d_{n}, so the
+  variable names equal those of Google's released SavedModels.
   """
   if isinstance(weights, (str, os.PathLike)):
     with np.load(weights) as npz:
       weights = {k: npz[k] for k in npz.files}
-  model = build_tf_film(config, flat_outputs=flat_outputs)
+  model = FilmModel(config, fusion_conv_offset=fusion_conv_offset)
   set_weights_by_name(model, weights)
   save_film(model, directory, verify=verify)
   return model
