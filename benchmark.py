@@ -238,10 +238,87 @@ def child_d(args) -> Dict:
     return dict(seconds=seconds, gflop=None, frames=1, note=f'tile {tile}' if tile else 'untiled')
 
 
+def job_clip(args):
+    """The tiny network and a generated clip for workload E (made once, kept in a scratch folder)."""
+    import tempfile
+    import torch
+    sys.path.insert(0, os.path.join(ROOT, 'tests'))
+    from fractions import Fraction
+    from test_inference_video import make_video
+    folder = os.path.join(tempfile.gettempdir(), f'film_benchmark_e_{"quick" if args.quick else "full"}')
+    os.makedirs(folder, exist_ok=True)
+    model, clip = os.path.join(folder, 'tiny.pt'), os.path.join(folder, 'clip.mp4')
+    if not os.path.exists(clip):
+        torch.jit.script(build_model(QUICK)).save(model)
+        count, width, height = len_clip_frames(args), *((64, 64) if args.quick else (256, 144))
+        make_video(clip + '.tmp.mp4', count=count, rate=Fraction(24), width=width, height=height, audio=None)
+        os.replace(clip + '.tmp.mp4', clip)
+    return folder, model, clip
+
+
+def run_inference_video(*argv, timeout=3600):
+    """(seconds, stdout, stderr) of inference_video.py."""
+    command = [sys.executable, os.path.join(ROOT, 'inference_video.py'), *map(str, argv)]
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        raise RuntimeError(f'{" ".join(command)} failed:\n{result.stderr[-3000:]}')
+    return time.perf_counter() - started, result.stdout, result.stderr
+
+
+def len_clip_frames(args) -> int:
+    return 48 if args.quick else 480
+
+
+def output_frames(stdout: str) -> int:
+    return int(stdout.split(' -> ')[1].split()[0])
+
+
+def child_e(args) -> Dict:
+    """Segmented jobs: one process x 2 threads vs 2 Ray workers x 1 thread, and a resume after SIGKILL."""
+    import random
+    import shutil
+    import signal
+    folder, model, clip = job_clip(args)
+    segment = 12 if args.quick else 48  # 2 s of the 24 fps clip
+    out = os.path.join(folder, 'out')
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(out + '.parts', ignore_errors=True)
+    common = [model, clip, '--save_path', out + '/', '--segment_frames', segment]
+    variants = {'one-segment': ['--threads', 2, '--segment_frames', 100000], 'one-process': ['--threads', 2],
+                'ray-2-workers': ['--workers', 2, '--threads', 1]}
+    if args.variant in variants:
+        seconds, stdout, stderr = run_inference_video(*common, *variants[args.variant])
+        frames = output_frames(stdout)
+        ray = [line for line in stderr.splitlines() if 'Ray workers ready' in line]
+        note = f'{seconds:.1f} s for {frames} frames ({" ".join(map(str, variants[args.variant]))})'
+        return dict(seconds=seconds / frames, frames=frames, gflop=None, total_seconds=seconds,
+                    segments=None if args.variant == 'one-segment' else -(-len_clip_frames(args) // segment),
+                    note=note + (f'; {ray[0].split(": ", 1)[1]}' if ray else ''))
+    # resume: SIGKILL the job at a random point, run it again, count what was redone.
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, 'inference_video.py'), *map(str, common),
+                                '--threads', '2'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    chunks = os.path.join(out + '.parts', 'chunks')
+    listing = lambda: os.listdir(chunks) if os.path.isdir(chunks) else []
+    time.sleep(random.uniform(3, 6 if args.quick else 15))
+    done_at_kill = len([name for name in listing() if name.endswith('.json')])
+    in_flight = len([name for name in listing() if name.endswith('.partial')])
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    seconds, stdout, _ = run_inference_video(*common, '--threads', 2)
+    frames = output_frames(stdout)
+    resumed = int(stdout.split('resumed: ')[1].split()[0]) if 'resumed: ' in stdout else 0
+    segments = int(stdout.split('resumed: ')[1].split(' of ')[1].split()[0]) if 'resumed: ' in stdout else None
+    return dict(seconds=seconds / frames, frames=frames, gflop=None,
+                note=f'killed with {done_at_kill} segments done, {in_flight} in flight; the rerun found '
+                     f'{resumed} of {segments} done and rendered {segments - resumed if segments else "all"}')
+
+
 CHILDREN = {'A': {'torch': child_a_torch, 'tensorflow': child_a_tensorflow},
             'B': {'forward-per-frame': child_b, 'balanced': child_b, 'recursive': child_b, 'direct': child_b},
             'C': {'forward-per-pair': child_c, 'reuse': child_c},
-            'D': {'tiled': child_d}}
+            'D': {'tiled': child_d},
+            'E': {'one-segment': child_e, 'one-process': child_e, 'ray-2-workers': child_e, 'resume': child_e}}
 VARIANT_ARG = {'forward-per-frame': 'balanced+forward'}
 
 
@@ -271,7 +348,7 @@ def format_table(rows: List[Dict]) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--quick', action='store_true', help='tiny network and frames: a smoke run for CI')
-    parser.add_argument('--workloads', default='ABCD', help='which workloads to run (default: ABCD)')
+    parser.add_argument('--workloads', default='ABCDE', help='which workloads to run (default: ABCDE)')
     parser.add_argument('--repeats', type=int, default=3, help='timed calls for A and for the forward() baselines of B and C (median; default 3)')
     parser.add_argument('--sequence_frames', type=int, default=30,
                         help='frames of the workload C sequence (default 30)')
@@ -320,6 +397,12 @@ def main(argv=None) -> int:
         if workload == 'C':
             results['reuse']['note'] = (f'{results["forward-per-pair"]["seconds"] / results["reuse"]["seconds"]:.2f}x '
                                         f'forward-per-pair, {args.sequence_frames} frames')
+        if workload == 'E':
+            one, many = results['one-segment'], results['one-process']
+            overhead = (many['total_seconds'] - one['total_seconds']) / max(1, many['segments'] - 1)
+            many['note'] += f'; {many["segments"]} segments: {1000 * overhead:.0f} ms per extra segment'
+            ratio = results['one-process']['seconds'] / results['ray-2-workers']['seconds']
+            results['ray-2-workers']['note'] += f'; throughput {ratio:.2f}x one process'
     print()
     print(format_table(rows))
     print(f'\nTotal {time.perf_counter() - started:.0f} s')

@@ -28,10 +28,10 @@ import tempfile
 import time
 from typing import Dict, Mapping
 
+import cli  # first: it sets how OpenMP threads wait before torch loads
 import numpy as np
 import torch
 
-import cli
 import convert
 import media_io
 from interpolator import Interpolator

@@ -19,7 +19,7 @@ import time
 from fractions import Fraction
 from typing import Optional, Sequence
 
-import cli
+import cli  # first: it sets how OpenMP threads wait before torch loads
 import frame_schedule
 import image_pipeline
 import media_io

@@ -20,10 +20,10 @@ import time
 from fractions import Fraction
 from typing import Optional, Sequence
 
+import cli  # first: it sets how OpenMP threads wait before torch loads
 import torch
 from tqdm import tqdm
 
-import cli
 import media_io
 import runtime
 import video_io

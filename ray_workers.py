@@ -24,6 +24,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 import video_jobs
 from video_jobs import ChunkSummary, JobError, JobSpec, Segment
 
+log = logging.getLogger("film")
+
 ROOT = os.path.dirname(os.path.abspath(__file__))
 INSTALL_HINT = "pip install 'ray==2.60.*'"
 # How often a worker sends its frame count, in seconds: often enough for a
@@ -145,7 +147,9 @@ class RayRenderer:
 
     def _init(self, ray) -> None:
         runtime_env = {"working_dir": ROOT,
-                       "excludes": ["tests/", ".git/", "photos/", "out/", "*.pt", "*.pth", "__pycache__/"]}
+                       "excludes": ["tests/", ".git/", "photos/", "out/", "*.pt", "*.pth", "__pycache__/"],
+                       # Workers share the CPU: their OpenMP threads must sleep while they wait (see cli.py).
+                       "env_vars": {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}}
         options = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
                        runtime_env=runtime_env)
         if self.address is None:
@@ -169,8 +173,10 @@ class RayRenderer:
                                       max_restarts=RESTARTS, max_task_retries=RESTARTS)(SegmentWorker)
             job = self.job if self.threads_per_worker is None else _with_threads(self.job, self.threads_per_worker)
             actors = [worker_class.remote(job, counter) for _ in range(min(self.workers, len(pending)))]
-            self._wait(ray, [actor.check.remote() for actor in actors])
+            hosts = self._wait(ray, [actor.check.remote() for actor in actors])
             self.started_seconds = time.perf_counter() - started
+            log.info(f"Ray workers ready: {len(actors)} on {len(set(hosts))} "
+                     f"node{'s' if len(set(hosts)) != 1 else ''} in {self.started_seconds:.1f} s")
             self._schedule(ray, actors, counter, list(pending), on_done, progress)
         finally:
             ray.shutdown()

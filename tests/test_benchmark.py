@@ -8,11 +8,14 @@ def test_quick_benchmark_prints_every_row(capsys):
     table = [line for line in output.splitlines() if line.startswith('| ') and 'workload' not in line]
     variants = [line.split('|')[2].strip() for line in table]
     assert variants == ['torch', 'tensorflow', 'forward-per-frame', 'balanced', 'recursive', 'direct',
-                        'forward-per-pair', 'reuse', 'tiled']
+                        'forward-per-pair', 'reuse', 'tiled', 'one-segment', 'one-process', 'ray-2-workers',
+                        'resume']
     for line in table:
         seconds = float(line.split('|')[3])
         assert seconds > 0
     assert "TensorFlow's speed" in output and 'forward-per-frame' in output
+    assert 'throughput' in output and 'per extra segment' in output and 'Ray workers ready' in output
+    assert 'the rerun found' in output
 
 
 def test_sequence_frames_all_have_the_full_size():
