@@ -180,20 +180,23 @@ class ModelFrame:
 class SourceSlot:
     """A decoded source frame with what the pairs it belongs to need from it (made when first needed)."""
 
-    def __init__(self, frame: video_io.SourceFrame, model_runtime: runtime.ModelRuntime):
+    def __init__(self, frame: video_io.SourceFrame, model_runtime: runtime.ModelRuntime,
+                 sample_dtype: type = np.uint8):
         self.time = frame.time
         self.pixels = frame.pixels
         self.thumbnail = scene_thumbnail(frame.pixels)
         self._runtime = model_runtime
-        self._uint8: Optional[np.ndarray] = None
+        self._sample_dtype = sample_dtype
+        self._samples: Optional[np.ndarray] = None
         self._model_frame: Optional[ModelFrame] = None
         self.crop: Optional[runtime.CropBox] = None  # where the frame lies in the model's padded frames
 
     @property
-    def uint8(self) -> np.ndarray:
-        if self._uint8 is None:
-            self._uint8 = video_io.as_uint8(self.pixels)
-        return self._uint8
+    def samples(self) -> np.ndarray:
+        """The frame as written (uint8 or uint16): the decoded samples themselves when they are of that type."""
+        if self._samples is None:
+            self._samples = video_io.as_samples(self.pixels, self._sample_dtype)
+        return self._samples
 
     def model_frame(self) -> ModelFrame:
         if self._model_frame is None:
@@ -276,11 +279,13 @@ class Summary(NamedTuple):
 
 def interpolate_stream(frames: Iterator[video_io.SourceFrame], clock: OutputClock, renderer: PairRenderer,
                        write, *, scene_threshold: float = DEFAULT_SCENE_THRESHOLD,
-                       after_pair=None, progress=None) -> Summary:
-    """Write every output frame of ``clock`` with ``write(uint8 frame)``, streaming through ``frames``.
+                       after_pair=None, progress=None, sample_dtype: type = np.uint8) -> Summary:
+    """Write every output frame of ``clock`` with ``write(frame)``, streaming through ``frames``.
 
-    ``after_pair()`` is called after each pair's frames are written (to pass
-    audio on); ``progress.update(n)`` counts written frames.
+    Frames are (H, W, 3) arrays of ``sample_dtype`` (the writer's: uint8, or
+    uint16 for deeper outputs); source frames of that type are passed on
+    unchanged. ``after_pair()`` is called after each pair's frames are
+    written (to pass audio on); ``progress.update(n)`` counts written frames.
     """
     if not 0 <= scene_threshold:
         raise ValueError(f"scene_threshold must be >= 0, not {scene_threshold}")
@@ -296,7 +301,7 @@ def interpolate_stream(frames: Iterator[video_io.SourceFrame], clock: OutputCloc
 
     previous: Optional[SourceSlot] = None
     for frame in frames:
-        current = SourceSlot(frame, renderer.runtime)
+        current = SourceSlot(frame, renderer.runtime, sample_dtype)
         counts["source"] += 1
         if previous is None:
             previous = current
@@ -310,15 +315,15 @@ def interpolate_stream(frames: Iterator[video_io.SourceFrame], clock: OutputCloc
         for placement in placements:
             t = placement.t
             if t == 0 or t == 1:
-                emit(previous.uint8 if t == 0 else current.uint8, "passed")
+                emit(previous.samples if t == 0 else current.samples, "passed")
             elif cut:
                 # No morphing across a cut: the nearer frame (the later one from the middle on).
-                emit(previous.uint8 if t < Fraction(1, 2) else current.uint8, "repeated")
+                emit(previous.samples if t < Fraction(1, 2) else current.samples, "repeated")
             else:
                 if made_t != t:  # several outputs can share a t (recursive mode, irregular input)
                     started = time.perf_counter()
                     made_t, tensor = next(rendered)
-                    made = runtime.tensor_to_uint8(tensor, previous.crop)
+                    made = runtime.tensor_to_samples(tensor, previous.crop, sample_dtype)
                     del tensor
                     compute_seconds += time.perf_counter() - started
                 emit(made, "made")
@@ -329,6 +334,6 @@ def interpolate_stream(frames: Iterator[video_io.SourceFrame], clock: OutputCloc
     if previous is None or counts["source"] < 2:
         raise media_io.MediaError("at least 2 frames are needed")
     for _ in clock.at_end(previous.time):
-        emit(previous.uint8, "passed")
+        emit(previous.samples, "passed")
     return Summary(counts["source"], counts["output"], counts["made"], counts["passed"], counts["repeated"],
                    counts["cuts"], compute_seconds)
