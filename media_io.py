@@ -305,7 +305,8 @@ class VideoEncoding:
         elif self.preset not in spec.presets:
             if not spec.presets:
                 raise MediaError(f"{spec.label} has no presets")
-            raise MediaError(f"{spec.label} presets are {', '.join(spec.presets)}, not {self.preset!r}")
+            names = f"{spec.presets[0]} to {spec.presets[-1]}" if spec.presets[0].isdigit() else ", ".join(spec.presets)
+            raise MediaError(f"{spec.label} presets are {names}, not {self.preset!r}")
         if not 8 <= self.bit_depth <= 16:
             raise ValueError(f"bit_depth must be 8 to 16, not {self.bit_depth}")
 
@@ -355,7 +356,10 @@ class VideoEncoding:
             settings.append(f"profile {self.preset}")
         elif self.preset is not None:
             settings.append(f"preset {self.preset}")
-        return ", ".join([f"{spec.label} {self.bit_depth}-bit {self.pix_fmt}"] + settings)
+        stored = av.VideoFormat(self.pix_fmt).components[0].bits
+        label = f"{spec.label} {self.bit_depth}-bit {self.pix_fmt}" if stored == self.bit_depth else \
+            f"{spec.label} {self.pix_fmt} ({self.bit_depth}-bit samples)"
+        return ", ".join([label] + settings)
 
 
 def check_container(path: str, codec: str) -> None:
@@ -423,8 +427,10 @@ def choose_encoding(kind: str, codec: str = DEFAULT_CODEC, crf: Optional[int] = 
     if depth < source_depth:
         keepers = [name for name, other in CODECS.items()
                    if max(other.depths) >= source_depth and encoder_available(name)]
+        keep = f"--codec {', '.join(keepers)}" if keepers else ""
+        keep += (" or " if keep else "") + "PNG frames"
         log.warning(f"{spec.label} holds at most {depth} bits: the {source_depth}-bit source is rounded to "
-                    f"{depth} bits" + (f" (--codec {' or '.join(keepers)} keeps {source_depth} bits)" if keepers else ""))
+                    f"{depth} bits ({keep} keep {source_depth} bits)")
     return VideoEncoding(codec, crf, preset, depth, _colour_for(spec, colour or BT709))
 
 
