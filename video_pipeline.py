@@ -51,6 +51,10 @@ MODES = ("direct", "recursive")
 DEFAULT_SCENE_THRESHOLD = 0.2
 SCENE_THUMBNAIL_WIDTH = 64
 SCENE_MAX_SHIFT = 4
+# Held frames: see duplicate_difference, and inference_video's --help text
+# for the measurements behind the default.
+DEFAULT_DEDUP_THRESHOLD = 0.05
+DEDUP_BLOCK = 16
 
 
 # --------------------------------------------------------------------------- timing
@@ -160,6 +164,65 @@ def scene_difference(thumbnail_a: np.ndarray, thumbnail_b: np.ndarray, max_shift
             b = thumbnail_b[max(0, -dy):height + min(0, -dy), max(0, -dx):width + min(0, -dx)]
             best = min(best, float(np.mean(np.abs(a - b))))
     return best
+
+
+# --------------------------------------------------------------------------- held frames (animation on twos)
+
+class DedupStats:
+    """What ``drop_duplicates`` did: source frames seen and dropped."""
+
+    def __init__(self):
+        self.frames = 0
+        self.dropped = 0
+
+
+def duplicate_difference(pixels_a: np.ndarray, pixels_b: np.ndarray, block: int = DEDUP_BLOCK) -> float:
+    """How far frame b is from repeating frame a: 0 for the same picture, 1 for black vs white.
+
+    The largest mean absolute difference over ``block`` x ``block`` pixel
+    blocks (at full resolution, the largest channel difference per pixel).
+    A new drawing often changes only a small part of the picture (a mouth, a
+    hand), which a mean over the whole frame would put at the level of
+    compression noise; averaging within small blocks keeps such a change
+    large while noise, which is spread out, stays small.
+    """
+    if pixels_a.shape != pixels_b.shape:
+        raise ValueError(f"frames differ in shape: {pixels_a.shape} and {pixels_b.shape}")
+    difference = cv2.absdiff(video_io.as_float(pixels_a), video_io.as_float(pixels_b)).max(axis=2)
+    height, width = difference.shape
+    blocks = cv2.resize(difference, (max(1, -(-width // block)), max(1, -(-height // block))),
+                        interpolation=cv2.INTER_AREA)
+    return float(blocks.max())
+
+
+def drop_duplicates(frames: Iterator[video_io.SourceFrame], threshold: float = DEFAULT_DEDUP_THRESHOLD,
+                    stats: Optional[DedupStats] = None) -> Iterator[video_io.SourceFrame]:
+    """``frames`` without the ones that repeat the frame before (``duplicate_difference`` <= threshold).
+
+    For animation on twos or threes: the kept frames keep their timestamps,
+    so new frames fall evenly between the distinct drawings. Whether frame i
+    is dropped depends only on frames i - 1 and i as decoded (not on which
+    frames were kept), so a worker that starts in the middle of a video
+    decides it the same way. The first frame is always kept, and so is the
+    last: dropping it would end the output one hold earlier than the source
+    (and its sound); the price is a still last step.
+    """
+    if stats is None:
+        stats = DedupStats()
+    previous = None
+    held = None  # a duplicate that is kept only if it turns out to be the last frame
+    for frame in frames:
+        stats.frames += 1
+        if held is not None:
+            stats.dropped += 1
+            held = None
+        if previous is not None and duplicate_difference(previous.pixels, frame.pixels) <= threshold:
+            held = frame
+        else:
+            yield frame
+        previous = frame
+    if held is not None:
+        yield held
 
 
 # --------------------------------------------------------------------------- model
