@@ -309,6 +309,9 @@ class VideoEncoding:
             raise MediaError(f"{spec.label} presets are {names}, not {self.preset!r}")
         if not 8 <= self.bit_depth <= 16:
             raise ValueError(f"bit_depth must be 8 to 16, not {self.bit_depth}")
+        # Tags the stream can really carry (FFV1's RGB has no matrix...), so
+        # that an encoding made directly never mislabels its samples.
+        object.__setattr__(self, "colour", _writable_colour(spec, self.colour)[0])
 
     @property
     def spec(self) -> Codec:
@@ -376,26 +379,29 @@ def _depth_for(spec: Codec, source_depth: int) -> int:
     return min(deep_enough) if deep_enough else max(spec.depths)
 
 
-def _colour_for(spec: Codec, colour: ColourTags) -> ColourTags:
-    """The tags an output of ``spec`` gets for a source tagged ``colour`` (which may leave some unspecified)."""
+def _writable_colour(spec: Codec, colour: ColourTags) -> Tuple[ColourTags, List[Tuple[int, str]]]:
+    """The tags an output of ``spec`` gets for a source tagged ``colour``, and notes (log level, text) on changes."""
+    notes: List[Tuple[int, str]] = []
     # Unspecified primaries / transfer (and reserved values) are written as
     # BT.709, what players assume for them.
     primaries = colour.primaries if colour.primaries in PRIMARIES_NAMES else 1
     transfer = colour.transfer if colour.transfer in TRANSFER_NAMES else 1
     if spec.name == "ffv1":
         # RGB samples: no matrix, always full range.
-        return ColourTags(primaries, transfer, MATRIX_RGB, True)
+        return ColourTags(primaries, transfer, MATRIX_RGB, True), notes
     matrix = colour.matrix
     if matrix not in _SWSCALE_MATRICES:
         matrix = 9 if primaries == 9 else 1
         if colour.matrix not in (UNSPECIFIED, MATRIX_RGB):
-            log.warning(f"the source's {MATRIX_NAMES.get(colour.matrix, f'#{colour.matrix}')} matrix cannot be "
-                        f"written: the output is converted to and tagged {MATRIX_NAMES[matrix]}")
+            notes.append((logging.WARNING,
+                          f"the source's {MATRIX_NAMES.get(colour.matrix, f'#{colour.matrix}')} matrix cannot be "
+                          f"written: the output is converted to and tagged {MATRIX_NAMES[matrix]}"))
     full_range = colour.full_range
     if full_range and spec.name == "prores":
         full_range = False
-        log.info("ProRes is limited-range: the full-range source is converted (same colours, tagged limited)")
-    return ColourTags(primaries, transfer, matrix, full_range)
+        notes.append((logging.INFO, "ProRes is limited-range: the full-range source is converted "
+                                    "(same colours, tagged limited)"))
+    return ColourTags(primaries, transfer, matrix, full_range), notes
 
 
 def choose_encoding(kind: str, codec: str = DEFAULT_CODEC, crf: Optional[int] = None,
@@ -406,7 +412,7 @@ def choose_encoding(kind: str, codec: str = DEFAULT_CODEC, crf: Optional[int] = 
     The output keeps the source's depth when the codec holds it (else the
     codec's deepest, with a warning that names the codecs that would keep
     it); 8-bit sources stay 8-bit. It keeps the source's colour tags where
-    the codec can carry them (see ``_colour_for``). A video ``path`` is
+    the codec can carry them (see ``_writable_colour``), saying what it changes. A video ``path`` is
     checked against the codec's containers. Unavailable encoders, settings
     out of range and mismatched containers raise MediaError.
     """
@@ -431,7 +437,10 @@ def choose_encoding(kind: str, codec: str = DEFAULT_CODEC, crf: Optional[int] = 
         keep += (" or " if keep else "") + "PNG frames"
         log.warning(f"{spec.label} holds at most {depth} bits: the {source_depth}-bit source is rounded to "
                     f"{depth} bits ({keep} keep {source_depth} bits)")
-    return VideoEncoding(codec, crf, preset, depth, _colour_for(spec, colour or BT709))
+    colour, notes = _writable_colour(spec, colour or BT709)
+    for level, note in notes:
+        log.log(level, note)
+    return VideoEncoding(codec, crf, preset, depth, colour)
 
 
 def encodings_help() -> str:

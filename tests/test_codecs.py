@@ -160,6 +160,12 @@ def test_depth_is_the_sources_where_the_codec_holds_it(caplog, codec, source_dep
         assert warnings == []
 
 
+def test_an_encoding_made_directly_carries_only_tags_its_codec_can():
+    assert VideoEncoding("ffv1").colour == ColourTags(1, 1, media_io.MATRIX_RGB, True)
+    assert VideoEncoding("prores", colour=HDR_FULL).colour.full_range is False
+    assert VideoEncoding("hevc", colour=ColourTags(2, 2, 2, False)).colour == media_io.BT709
+
+
 def test_png_and_gif_depths():
     assert media_io.choose_encoding("png", source_depth=10).bit_depth == 16
     assert media_io.choose_encoding("png", source_depth=8).bit_depth == 8
@@ -190,6 +196,7 @@ def test_each_codec_in_each_container(tmp_path, codec, extension):
     path = write_frames(tmp_path / f"clip{extension}", frames, encoding)
     facts = stream_facts(path)
     assert facts["codec"] == codec and facts["frames"] == 5 and facts["pix_fmt"] == encoding.pix_fmt
+    assert facts["tags"] == encoding.colour
     assert facts["size"] == (64, 48) and facts["first_is_key"]
     back = decoded(path, "rgb48le")
     tolerance = 0 if codec == "ffv1" else 0.02 * 65535   # lossy codecs: mean error within 2% of full scale
