@@ -84,7 +84,7 @@ images:
   cropped back. Both images must have the same size. Alpha channels are
   dropped; 16-bit images are read at full precision and written at it where
   the output can hold it (PNG frames, --codec ffv1; hevc 12, prores 10
-  bits), otherwise rounded with a warning (H.264, GIF: 8 bits).
+  bits), otherwise rounded (H.264: 8 bits, with a warning; GIFs are 8-bit).
   Photos are turned upright by their EXIF orientation. Inputs are never changed.
 
 {ENCODING_EPILOG}
