@@ -32,6 +32,7 @@ from tqdm import tqdm  # noqa: E402
 
 import media_io  # noqa: E402
 import runtime  # noqa: E402
+import video_pipeline  # noqa: E402
 
 log = logging.getLogger("film")
 
@@ -183,6 +184,123 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     add_precision_arguments(parser)
     add_tiling_arguments(parser)
     add_threads_argument(parser)
+
+
+# The part of both tools' --help that describes video encoding, depth and colour.
+ENCODING_EPILOG = """\
+video encoding (--codec, --crf, --preset; what this PyAV build has is listed
+under --codec above):
+  h264    (default) libx264, CRF 18, preset medium, 8-bit yuv420p: plays in
+          browsers and everywhere. .mp4 .m4v .mov .mkv
+  hevc    libx265, CRF 20, preset medium, yuv420p at 8, 10 or 12 bits; in
+          MP4/MOV tagged hvc1 (Apple players need it). .mp4 .m4v .mov .mkv
+  av1     libsvtav1, CRF 30, preset 8, yuv420p at 8 or 10 bits. .mp4 .mkv
+  prores  prores_ks, --preset is the profile: proxy, lt, standard, hq
+          (default), 4444, 4444xq; yuv422p10le (4444: yuv444p10le); every
+          frame intra, for editors. .mov .mkv
+  ffv1    lossless: stores the RGB frames themselves (bgr0, or gbrp9le to
+          gbrp16le), so it decodes to exactly the frames written; version 3,
+          every frame a keyframe, 16 slices with CRCs. .mkv
+  A container that does not take the codec is refused, naming those that do.
+  bit depth: the output keeps the source's bits per sample when the codec
+          can hold them (hevc 10/12, av1 10, prores 10, ffv1 up to 16, PNG
+          frames 16-bit); when it cannot, the frames are rounded to the
+          codec's deepest and a warning names the codecs that would keep
+          them (h264 is always 8-bit). The network works in float either way;
+          8-bit sources stay 8-bit (in ProRes: 8-bit values in 10 bits).
+  colour: the output is tagged with the source's primaries, transfer,
+          matrix and range, and RGB is converted to YUV with that matrix and
+          range, as the source was decoded with its own. Exceptions: ProRes is
+          limited range (a full-range source is converted, same colours); FFV1
+          stores RGB (matrix RGB, full range); matrices FFmpeg cannot convert
+          to (BT.2020 CL, YCgCo, ICtCp) are replaced by BT.709 (BT.2020 NCL for
+          BT.2020 primaries), with a warning. Images, and videos that do not
+          say, are written as BT.709 limited range. HDR (PQ, HLG) is
+          interpolated in its encoded signal, not in linear light, and stays
+          tagged as HDR; mastering-display metadata is not copied."""
+
+
+def _codec_settings_help() -> str:
+    crf = ", ".join(f"{name} {spec.crf[0]}-{spec.crf[1]} (default {spec.crf[2]})"
+                    for name, spec in media_io.CODECS.items() if spec.crf)
+    return crf
+
+
+CODEC_HELP = (
+    "video codec (default: h264). h264: {h264}. hevc: {hevc}. av1: {av1}. prores: {prores}. "
+    "ffv1: {ffv1}. Containers: h264/hevc .mp4 .m4v .mov .mkv; av1 .mp4 .mkv; prores .mov .mkv; "
+    "ffv1 .mkv. This PyAV build can encode: {available}")
+CRF_HELP = ("quality for the codecs that have a CRF: {crf}; lower is better and larger "
+            "(prores and ffv1 have none)")
+PRESET_HELP = ("speed against size: h264 and hevc ultrafast ... medium (default) ... veryslow, placebo; "
+               "av1 0-13 (default 8; lower is slower and smaller); for prores the profile: proxy, lt, "
+               "standard, hq (default), 4444, 4444xq; ffv1 has none")
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """--codec, --crf, --preset: how a video output is encoded (``media_io.VideoEncoding``)."""
+    group = parser.add_argument_group("video encoding (see 'output' below)")
+    codecs = media_io.CODECS
+    group.add_argument("--codec", choices=list(codecs), default=None,
+                       help=CODEC_HELP.format(available=media_io.encodings_help(),
+                                              **{name: spec.purpose for name, spec in codecs.items()}))
+    group.add_argument("--crf", type=whole_number(0), default=None, metavar="N",
+                       help=CRF_HELP.format(crf=_codec_settings_help()))
+    group.add_argument("--preset", default=None, metavar="P", help=PRESET_HELP)
+
+
+def _dedup_threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
+    return value
+
+
+def add_dedup_argument(parser: argparse.ArgumentParser) -> None:
+    """--dedup [X]: drop source frames that repeat the one before (animation on twos); off by default."""
+    default = video_pipeline.DEFAULT_DEDUP_THRESHOLD
+    parser.add_argument("--dedup", type=_dedup_threshold, nargs="?", const=default, default=None, metavar="X",
+                        help=f"drop source frames that repeat the frame before (difference at most X, 0-1; "
+                             f"--dedup alone: {default}), for animation drawn on twos or threes, so that new "
+                             f"frames fall evenly between distinct drawings; off by default (see 'held frames' "
+                             f"below)")
+
+
+def check_output_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse --codec/--crf/--preset values the codec does not have, or a codec this PyAV cannot encode (exit 2)."""
+    codec = args.codec or media_io.DEFAULT_CODEC
+    try:
+        media_io.VideoEncoding(codec, args.crf, args.preset)
+    except media_io.MediaError as error:
+        parser.error(f"--{'crf' if 'CRF' in str(error) else 'preset'}: {error}")
+    if not media_io.encoder_available(codec):
+        spec = media_io.CODECS[codec]
+        parser.error(f"--codec {codec}: this PyAV build has no {spec.label} encoder ({spec.encoder}); it can "
+                     f"encode {', '.join(media_io.available_codecs())}")
+
+
+def default_extension(args: argparse.Namespace) -> str:
+    """The container a default output path gets for ``--codec`` (.mp4 for H.264)."""
+    return media_io.CODECS[args.codec or media_io.DEFAULT_CODEC].extensions[0]
+
+
+def output_encoding(args: argparse.Namespace, kind: str, save_path: str, source_depth: int = 8,
+                    colour=None) -> media_io.VideoEncoding:
+    """The encoding for --codec/--crf/--preset and the source's depth and colour; see ``media_io.choose_encoding``.
+
+    The options are refused for outputs that are not videos, rather than ignored.
+    """
+    if kind != "video":
+        given = [f"--{name}" for name in ("codec", "crf", "preset") if getattr(args, name, None) is not None]
+        if given:
+            what = {"png": "PNG frames", "gif": "GIFs"}[kind]
+            raise UserError(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} for video outputs, "
+                            f"not {what} ({save_path})")
+    return media_io.choose_encoding(kind, args.codec or media_io.DEFAULT_CODEC, args.crf, args.preset,
+                                    source_depth=source_depth, colour=colour, path=save_path)
 
 
 # --------------------------------------------------------------------------- logging and errors

@@ -6,7 +6,8 @@ Conventions used throughout this module:
   image, the schedule's last slot is the second.
 - Inputs are (H, W, 3) float32 RGB arrays in [0, 1]; the model sees them as
   ``runtime`` prepares them (padded to a multiple of 64 by repeating edges);
-  frames come out cropped back, as uint8 (H, W, 3) RGB arrays.
+  frames come out cropped back, as (H, W, 3) RGB arrays of the writer's
+  sample type: uint8, or uint16 (full 16-bit scale) for deeper outputs.
 - A model exposing ``encode``/``estimate_flows``/``synthesize`` (our export.py)
   has each frame's pyramids computed once and the flows of a pair computed
   once, which gives the same frames as plain ``forward`` calls; models with
@@ -86,15 +87,17 @@ def run_schedule(model: torch.nn.Module, first: torch.Tensor, second: torch.Tens
 
 def make_frames(model_runtime: runtime.ModelRuntime, first: np.ndarray, second: np.ndarray,
                 schedule: frame_schedule.Schedule, reuse: Optional[bool] = None,
-                show_progress: bool = True) -> Dict[int, np.ndarray]:
-    """The schedule's output frames {slot: uint8 (H, W, 3)} for two (H, W, 3) float images.
+                show_progress: bool = True, sample_dtype: type = np.uint8) -> Dict[int, np.ndarray]:
+    """The schedule's output frames {slot: (H, W, 3) of ``sample_dtype``} for two (H, W, 3) float images.
 
     ``reuse``: as in ``run_schedule`` (default: when the model supports it).
+    ``sample_dtype``: uint8, or uint16 for outputs deeper than 8 bits.
     """
     padded_first, crop = model_runtime.to_model(first)
     padded_second, _ = model_runtime.to_model(second)
     wanted = set(schedule.outputs)
-    frames = {0: media_io.to_uint8(first), schedule.last_slot: media_io.to_uint8(second)}
+    quantize = media_io.to_uint8 if sample_dtype == np.uint8 else media_io.to_uint16
+    frames = {0: quantize(first), schedule.last_slot: quantize(second)}
     # TorchScript's optimizing executor re-profiles and recompiles during the
     # first calls (seconds each, per input size) for no measurable gain here.
     with torch.jit.optimized_execution(False), \
@@ -102,6 +105,6 @@ def make_frames(model_runtime: runtime.ModelRuntime, first: np.ndarray, second: 
                  disable=not show_progress) as progress:
         for slot, frame in run_schedule(model_runtime.model, padded_first, padded_second, schedule, reuse):
             if slot in wanted:
-                frames[slot] = runtime.tensor_to_uint8(frame, crop)
+                frames[slot] = runtime.tensor_to_samples(frame, crop, sample_dtype)
             progress.update()
     return frames

@@ -61,14 +61,17 @@ frame scheduling (--mode):
   for each frame. The frames are the same either way.
 
 output:
-  .mp4/.m4v/.mov  H.264, yuv420p (BT.709), +faststart: plays in browsers and
-                  common players. .mkv: the same in Matroska. H.264 needs even
-                  sizes: an odd width or height gets its last column/row
-                  repeated once (101x67 -> 102x68).
+  .mp4/.m4v/.mov  a video in --codec (default H.264 yuv420p, BT.709, see
+                  below), +faststart: H.264 plays in browsers and common
+                  players. .mkv: Matroska. Default: output.mp4 (.mov for
+                  --codec prores, .mkv for ffv1). 4:2:0 needs even sizes: an
+                  odd width or height gets its last column/row repeated once
+                  (101x67 -> 102x68); ProRes 4:2:2 needs an even width.
   .gif            animated GIF, looping forever; frame delays are whole 1/100 s
                   chosen so that the total duration is right.
   folder          a path without extension, ending in '/' or naming an existing
-                  folder: PNG frames frame_00000.png (img1) ... in forward order.
+                  folder: PNG frames frame_00000.png (img1) ... in forward order,
+                  16-bit when an input is 16-bit (or float).
                   Numbered frames of an earlier run in that folder are replaced.
   Videos and GIFs play img1 -> img2 -> back (ending one frame before img1, so
   that looping is smooth; 2N+2 frames); --forward_only plays img1 -> img2
@@ -79,11 +82,15 @@ images:
   Sizes need not be multiples of 64: the network sees them padded by
   repeating edge pixels (split evenly between the sides), and frames are
   cropped back. Both images must have the same size. Alpha channels are
-  dropped; 16-bit images are read at full precision, frames are written 8-bit.
+  dropped; 16-bit images are read at full precision and written at it where
+  the output can hold it (PNG frames, --codec ffv1; hevc 12, prores 10
+  bits), otherwise rounded (H.264: 8 bits, with a warning; GIFs are 8-bit).
   Photos are turned upright by their EXIF orientation. Inputs are never changed.
 
+{ENCODING_EPILOG}
+
 exit status: 0 on success, 1 on a problem with the files or the run, 2 on
-bad arguments, 130 when interrupted."""
+bad arguments, 130 when interrupted.""".replace("{ENCODING_EPILOG}", cli.ENCODING_EPILOG)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="how in-between frames are scheduled (see below; default: balanced)")
     parser.add_argument("--forward_only", "--forward-only", dest="forward_only", action="store_true",
                         help="video/GIF: play img1 -> img2 once instead of going there and back")
+    cli.add_output_arguments(parser)
     cli.add_runtime_arguments(parser)
     return parser
 
@@ -133,9 +141,11 @@ def run(args: argparse.Namespace) -> int:
     if first.had_alpha or second.had_alpha:
         log.warning("alpha channel dropped: frames are interpolated as opaque RGB")
 
-    save_path = args.save_path or os.path.join(os.path.dirname(args.img1), DEFAULT_OUTPUT_NAME)
+    save_path = args.save_path or os.path.join(os.path.dirname(args.img1),
+                                               os.path.splitext(DEFAULT_OUTPUT_NAME)[0] + cli.default_extension(args))
     kind = media_io.output_kind(save_path)
     _check_output_spares_inputs(save_path, kind, [args.img1, args.img2, args.model_path])
+    encoding = cli.output_encoding(args, kind, save_path, max(first.bit_depth, second.bit_depth))
     pingpong = kind != "png" and not args.forward_only
     order = frame_schedule.sequence_order(schedule.outputs, pingpong)
 
@@ -148,9 +158,10 @@ def run(args: argparse.Namespace) -> int:
                                        frame_size=(height, width), tile=args.tile, max_memory_gb=args.max_memory,
                                        threads=args.threads)
 
-    with media_io.open_writer(save_path, args.fps, width, height, frame_count=len(order)) as writer:
+    with media_io.open_writer(save_path, args.fps, width, height, frame_count=len(order), encoding=encoding) as writer:
         compute_started = time.perf_counter()
-        frames = image_pipeline.make_frames(model_runtime, first.pixels, second.pixels, schedule)
+        frames = image_pipeline.make_frames(model_runtime, first.pixels, second.pixels, schedule,
+                                            sample_dtype=writer.sample_dtype)
         compute_seconds = time.perf_counter() - compute_started
         for slot in order:
             writer.write(frames[slot])
@@ -161,13 +172,16 @@ def run(args: argparse.Namespace) -> int:
         f"{', img1 -> img2 -> back' if pingpong else ''})"
     print(f"{args.frames} in-between frames ({args.mode} mode, {len(schedule.steps)} model runs, "
           f"{compute_seconds:.1f} s on {model_runtime.device.type}) for {width}x{height} images; "
-          f"{len(order)} frames{playback} written as {media_io.describe_kind(kind)} to {writer.path} "
+          f"{len(order)} frames{playback} written as {media_io.describe_kind(kind, encoding)} to {writer.path} "
           f"in {seconds:.1f} s")
     return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    return cli.run_reporting_errors(run, build_parser().parse_args(argv))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    cli.check_output_arguments(parser, args)
+    return cli.run_reporting_errors(run, args)
 
 
 if __name__ == "__main__":

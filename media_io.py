@@ -1,9 +1,18 @@
-"""Reading still images and writing frame sequences (H.264 video, animated GIF, PNG folders).
+"""Reading still images and writing frame sequences (videos, animated GIF, PNG folders).
 
 Conventions used throughout this module:
 
 - Images read are float32 numpy arrays of shape (H, W, 3), RGB, values in [0, 1].
-- Frames written are uint8 numpy arrays of shape (H, W, 3), RGB.
+- Frames written are numpy arrays of shape (H, W, 3), RGB: uint8, or uint16
+  on the full 16-bit scale (0-65535) for outputs deeper than 8 bits; a
+  writer's ``sample_dtype`` says which it takes. A writer of d bits rounds
+  16-bit samples to d bits (``to_depth``).
+- How a video is encoded (codec, quality, depth, colour tags) is one
+  ``VideoEncoding`` value; ``choose_encoding`` picks it for a source's depth
+  and colour, and the default is H.264 CRF 18, 8-bit 4:2:0, BT.709 limited
+  range. Every writer of one encoding starts with a keyframe and carries the
+  same codec parameters, so parts of a sequence written separately (with
+  ``first_index``) can be joined by copying packets.
 - Frame rates are ``fractions.Fraction`` values (e.g. ``Fraction(30000, 1001)``),
   so that frame timestamps are exact.
 - Writers never leave a half-written result at their destination: they write to a
@@ -15,13 +24,15 @@ Conventions used throughout this module:
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import os
 import re
 import secrets
 import shutil
 from fractions import Fraction
-from typing import List, NamedTuple, Optional, Sequence, Set
+from typing import Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 import av
 import cv2
@@ -36,9 +47,9 @@ VIDEO_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"
 GIF_EXTENSIONS = {".gif"}
 PNG_FRAME_PREFIX = "frame_"
 PNG_FRAME_DIGITS = 5
-# Quality of the H.264 stream: CRF 18 is visually lossless for most content.
-H264_CRF = "18"
-H264_PRESET = "medium"
+# SVT-AV1 prints a banner and its settings to stderr itself (FFmpeg's log
+# level does not reach it); it reads this once, when it first logs.
+os.environ.setdefault("SVT_LOG", "1")
 
 
 class MediaError(Exception):
@@ -137,17 +148,308 @@ def load_image(path: str) -> LoadedImage:
     return LoadedImage(np.ascontiguousarray(pixels, dtype=np.float32), had_alpha, bit_depth)
 
 
-def read_image(path: str) -> np.ndarray:
-    """Read an image as float32 (H, W, 3) RGB in [0, 1]; alpha is dropped with one notice."""
+def read_loaded_image(path: str) -> LoadedImage:
+    """``load_image``, with one notice when alpha is dropped."""
     loaded = load_image(path)
     if loaded.had_alpha:
         _notice_once("alpha channel dropped: frames are interpolated as opaque RGB")
-    return loaded.pixels
+    return loaded
+
+
+def read_image(path: str) -> np.ndarray:
+    """Read an image as float32 (H, W, 3) RGB in [0, 1]; alpha is dropped with one notice."""
+    return read_loaded_image(path).pixels
 
 
 def to_uint8(pixels: np.ndarray) -> np.ndarray:
     """Quantize [0, 1] floats to uint8, clamping first and rounding to nearest."""
     return np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def to_uint16(pixels: np.ndarray) -> np.ndarray:
+    """Quantize [0, 1] floats to uint16 (full 16-bit scale), clamping first and rounding to nearest."""
+    return np.round(np.clip(pixels, 0.0, 1.0) * 65535.0).astype(np.uint16)
+
+
+def to_depth(samples: np.ndarray, bits: int) -> np.ndarray:
+    """16-bit samples rounded to ``bits`` bits: round(v * (2^bits - 1) / 65535), as uint8 or uint16.
+
+    FFmpeg widens d-bit samples to 16 bits by repeating their bits, which is
+    within 1/2 of v * 65535 / (2^bits - 1): this is its exact inverse.
+    """
+    top = (1 << bits) - 1
+    rounded = (samples.astype(np.uint32) * top + 32767) // 65535
+    return rounded.astype(np.uint8 if bits <= 8 else np.uint16)
+
+
+# --------------------------------------------------------------------------- encodings
+
+# FFmpeg's values for colour (AVColorPrimaries, AVColorTransferCharacteristic,
+# AVColorSpace), as stored in files; 2 is "unspecified" in all three.
+UNSPECIFIED = 2
+MATRIX_RGB = 0
+PRIMARIES_NAMES = {1: "BT.709", 4: "BT.470M", 5: "BT.470BG", 6: "SMPTE 170M", 7: "SMPTE 240M", 8: "film",
+                   9: "BT.2020", 10: "SMPTE 428", 11: "DCI-P3", 12: "Display P3", 22: "EBU 3213"}
+TRANSFER_NAMES = {1: "BT.709", 4: "gamma 2.2", 5: "gamma 2.8", 6: "SMPTE 170M", 7: "SMPTE 240M", 8: "linear",
+                  11: "IEC 61966-2-4", 13: "sRGB", 14: "BT.2020 10-bit", 15: "BT.2020 12-bit",
+                  16: "PQ (SMPTE 2084)", 17: "SMPTE 428", 18: "HLG (ARIB STD-B67)"}
+MATRIX_NAMES = {0: "RGB", 1: "BT.709", 4: "FCC", 5: "BT.470BG", 6: "SMPTE 170M", 7: "SMPTE 240M", 8: "YCgCo",
+                9: "BT.2020 NCL", 10: "BT.2020 CL", 14: "ICtCp"}
+# Matrices swscale converts RGB to (AVColorSpace -> its SWS_CS_* code): the
+# others (BT.2020 CL, YCgCo, ICtCp...) cannot be written, only read.
+_SWSCALE_MATRICES = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9}
+
+
+class ColourTags(NamedTuple):
+    """How a video's samples are meant: FFmpeg's primaries, transfer and matrix values, and the range.
+
+    The default is what players assume for HD video and what images (sRGB,
+    whose primaries are BT.709's) are written with: BT.709, limited range.
+    """
+
+    primaries: int = 1
+    transfer: int = 1
+    matrix: int = 1
+    full_range: bool = False
+
+    def describe(self) -> str:
+        def name(names: Dict[int, str], value: int) -> str:
+            return "unspecified" if value == UNSPECIFIED else names.get(value, f"#{value}")
+        return (f"{name(PRIMARIES_NAMES, self.primaries)} primaries, {name(TRANSFER_NAMES, self.transfer)} transfer, "
+                f"{name(MATRIX_NAMES, self.matrix)} matrix, {'full' if self.full_range else 'limited'} range")
+
+
+BT709 = ColourTags()
+
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
+
+
+class Codec(NamedTuple):
+    """What one ``--codec`` choice is: its encoder, containers, depths and settings."""
+
+    name: str
+    label: str
+    encoder: str                      # the FFmpeg encoder used
+    extensions: Tuple[str, ...]       # containers that take it (first: the default)
+    depths: Tuple[int, ...]           # bits per sample it can be written with
+    crf: Optional[Tuple[int, int, int]]  # (lowest, highest, default); None: no CRF
+    presets: Tuple[str, ...]
+    default_preset: Optional[str]
+    purpose: str
+
+
+CODECS: Dict[str, Codec] = {codec.name: codec for codec in (
+    Codec("h264", "H.264", "libx264", (".mp4", ".m4v", ".mov", ".mkv"), (8,), (0, 51, 18), X264_PRESETS, "medium",
+          "plays everywhere, browsers included; 8-bit 4:2:0"),
+    Codec("hevc", "HEVC", "libx265", (".mp4", ".m4v", ".mov", ".mkv"), (8, 10, 12), (0, 51, 20), X264_PRESETS,
+          "medium", "about half H.264's size; 8/10/12-bit 4:2:0, for HDR and 10-bit sources"),
+    Codec("av1", "AV1", "libsvtav1", (".mp4", ".mkv"), (8, 10), (1, 63, 30), tuple(str(n) for n in range(14)),
+          "8", "smallest for the web; 8/10-bit 4:2:0"),
+    # ProRes is always 10-bit; 8-bit content is written into it unchanged.
+    Codec("prores", "ProRes", "prores_ks", (".mov", ".mkv"), (8, 10), None,
+          ("proxy", "lt", "standard", "hq", "4444", "4444xq"), "hq",
+          "for editing: intra-only 10-bit 4:2:2 (4444 profiles: 4:4:4), large"),
+    # FFV1 stores the RGB frames themselves: lossless, no YUV rounding or chroma subsampling.
+    Codec("ffv1", "FFV1", "ffv1", (".mkv",), (8, 9, 10, 12, 14, 16), None, (), None,
+          "lossless archive: the RGB frames exactly, 8-16 bits; very large"),
+)}
+DEFAULT_CODEC = "h264"
+
+
+@functools.lru_cache(maxsize=None)
+def encoder_available(codec: str) -> bool:
+    """Whether this PyAV build has the encoder behind ``codec`` (a name in CODECS)."""
+    try:
+        av.Codec(CODECS[codec].encoder, "w")
+    except Exception:  # PyAV raises UnknownCodecError, or ValueError in older versions
+        return False
+    return True
+
+
+def available_codecs() -> List[str]:
+    return [name for name in CODECS if encoder_available(name)]
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoEncoding:
+    """How frames are encoded: one value for a whole sequence and for every part of it.
+
+    ``crf`` and ``preset`` None mean the codec's defaults (filled in here).
+    ``bit_depth`` is the depth of the samples written: 8 means uint8 frames,
+    more means uint16 frames rounded to that many bits (ProRes stores 8-bit
+    content in its 10 bits). For PNG folders only ``bit_depth`` counts (8 or
+    16-bit PNG files); GIFs are always 8-bit. ``colour`` is what the video is
+    tagged with and the matrix and range its RGB frames are converted with
+    (use ``choose_encoding`` to derive it from a source).
+    """
+
+    codec: str = DEFAULT_CODEC
+    crf: Optional[int] = None
+    preset: Optional[str] = None
+    bit_depth: int = 8
+    colour: ColourTags = BT709
+
+    def __post_init__(self):
+        spec = CODECS.get(self.codec)
+        if spec is None:
+            raise MediaError(f"unknown codec {self.codec!r} (choose one of {', '.join(CODECS)})")
+        if self.crf is None and spec.crf is not None:
+            object.__setattr__(self, "crf", spec.crf[2])
+        elif self.crf is not None and spec.crf is None:
+            raise MediaError(f"{spec.label} has no CRF setting")
+        elif self.crf is not None and not spec.crf[0] <= self.crf <= spec.crf[1]:
+            raise MediaError(f"the CRF of {spec.label} goes from {spec.crf[0]} to {spec.crf[1]}, not {self.crf}")
+        if self.preset is None:
+            object.__setattr__(self, "preset", spec.default_preset)
+        elif self.preset not in spec.presets:
+            if not spec.presets:
+                raise MediaError(f"{spec.label} has no presets")
+            names = f"{spec.presets[0]} to {spec.presets[-1]}" if spec.presets[0].isdigit() else ", ".join(spec.presets)
+            raise MediaError(f"{spec.label} presets are {names}, not {self.preset!r}")
+        if not 8 <= self.bit_depth <= 16:
+            raise ValueError(f"bit_depth must be 8 to 16, not {self.bit_depth}")
+        # Tags the stream can really carry (FFV1's RGB has no matrix...), so
+        # that an encoding made directly never mislabels its samples.
+        object.__setattr__(self, "colour", _writable_colour(spec, self.colour)[0])
+
+    @property
+    def spec(self) -> Codec:
+        return CODECS[self.codec]
+
+    @property
+    def sample_dtype(self) -> type:
+        return np.uint8 if self.bit_depth <= 8 else np.uint16
+
+    @property
+    def pix_fmt(self) -> str:
+        """The pixel format of the video stream."""
+        depth = self.bit_depth
+        if self.codec == "prores":
+            return "yuv444p10le" if self.preset.startswith("4444") else "yuv422p10le"
+        if self.codec == "ffv1":
+            return "bgr0" if depth == 8 else f"gbrp{depth}le"
+        return "yuv420p" if depth == 8 else f"yuv420p{depth}le"
+
+    def encoder_options(self) -> Dict[str, str]:
+        if self.codec == "h264":
+            return {"crf": str(self.crf), "preset": self.preset}
+        if self.codec == "hevc":
+            # log-level: x265 writes to stderr itself. info=0: its settings
+            # SEI (thread counts included) would go into the extradata, which
+            # must be the same for every part of a sequence. open-gop=0: every
+            # keyframe is an IDR, where a part or a cut decodes on its own.
+            return {"crf": str(self.crf), "preset": self.preset,
+                    "x265-params": "log-level=error:info=0:open-gop=0"}
+        if self.codec == "av1":
+            return {"crf": str(self.crf), "preset": self.preset}
+        if self.codec == "prores":
+            return {"profile": self.preset}
+        # FFV1 as archives use it: version 3, every frame a keyframe, slices
+        # with CRCs (a damaged slice is found and concealed). The slice count
+        # is fixed, not taken from the thread count, so that the extradata is
+        # the same on every machine.
+        return {"level": "3", "g": "1", "slices": "16", "slicecrc": "1"}
+
+    def describe(self) -> str:
+        """E.g. "HEVC 10-bit yuv420p10le, CRF 20, preset medium"."""
+        spec = self.spec
+        settings = [f"CRF {self.crf}"] if spec.crf else []
+        if self.codec == "prores":
+            settings.append(f"profile {self.preset}")
+        elif self.preset is not None:
+            settings.append(f"preset {self.preset}")
+        stored = av.VideoFormat(self.pix_fmt).components[0].bits
+        label = f"{spec.label} {self.bit_depth}-bit {self.pix_fmt}" if stored == self.bit_depth else \
+            f"{spec.label} {self.pix_fmt} ({self.bit_depth}-bit samples)"
+        return ", ".join([label] + settings)
+
+
+def check_container(path: str, codec: str) -> None:
+    """Refuse a video path whose container does not take ``codec`` (OutputError naming those that do)."""
+    spec = CODECS[codec]
+    extension = os.path.splitext(path.rstrip("/" + os.sep))[1].lower()
+    if extension in VIDEO_FORMATS and extension not in spec.extensions:
+        raise OutputError(f"{spec.label} cannot be written to a {extension} file: use "
+                          f"{' or '.join(spec.extensions)} (in {path})")
+
+
+def _depth_for(spec: Codec, source_depth: int) -> int:
+    deep_enough = [depth for depth in spec.depths if depth >= source_depth]
+    return min(deep_enough) if deep_enough else max(spec.depths)
+
+
+def _writable_colour(spec: Codec, colour: ColourTags) -> Tuple[ColourTags, List[Tuple[int, str]]]:
+    """The tags an output of ``spec`` gets for a source tagged ``colour``, and notes (log level, text) on changes."""
+    notes: List[Tuple[int, str]] = []
+    # Unspecified primaries / transfer (and reserved values) are written as
+    # BT.709, what players assume for them.
+    primaries = colour.primaries if colour.primaries in PRIMARIES_NAMES else 1
+    transfer = colour.transfer if colour.transfer in TRANSFER_NAMES else 1
+    if spec.name == "ffv1":
+        # RGB samples: no matrix, always full range.
+        return ColourTags(primaries, transfer, MATRIX_RGB, True), notes
+    matrix = colour.matrix
+    if matrix not in _SWSCALE_MATRICES:
+        matrix = 9 if primaries == 9 else 1
+        if colour.matrix not in (UNSPECIFIED, MATRIX_RGB):
+            notes.append((logging.WARNING,
+                          f"the source's {MATRIX_NAMES.get(colour.matrix, f'#{colour.matrix}')} matrix cannot be "
+                          f"written: the output is converted to and tagged {MATRIX_NAMES[matrix]}"))
+    full_range = colour.full_range
+    if full_range and spec.name == "prores":
+        full_range = False
+        notes.append((logging.INFO, "ProRes is limited-range: the full-range source is converted "
+                                    "(same colours, tagged limited)"))
+    return ColourTags(primaries, transfer, matrix, full_range), notes
+
+
+def choose_encoding(kind: str, codec: str = DEFAULT_CODEC, crf: Optional[int] = None,
+                    preset: Optional[str] = None, source_depth: int = 8,
+                    colour: Optional[ColourTags] = None, path: Optional[str] = None) -> VideoEncoding:
+    """The encoding of an output of ``kind`` ("video", "gif", "png") for a source.
+
+    The output keeps the source's depth when the codec holds it (else the
+    codec's deepest, with a warning that names the codecs that would keep
+    it); 8-bit sources stay 8-bit. It keeps the source's colour tags where
+    the codec can carry them (see ``_writable_colour``), saying what it changes. A video ``path`` is
+    checked against the codec's containers. Unavailable encoders, settings
+    out of range and mismatched containers raise MediaError.
+    """
+    source_depth = max(8, min(16, source_depth))
+    if kind == "png":
+        return VideoEncoding(bit_depth=8 if source_depth <= 8 else 16)
+    if kind == "gif":
+        return VideoEncoding()
+    spec = CODECS.get(codec)
+    if spec is None:
+        raise MediaError(f"unknown codec {codec!r} (choose one of {', '.join(CODECS)})")
+    if not encoder_available(codec):
+        raise MediaError(f"this PyAV build has no {spec.label} encoder ({spec.encoder}); it can encode "
+                         f"{', '.join(available_codecs())}")
+    if path is not None:
+        check_container(path, codec)
+    depth = _depth_for(spec, source_depth)
+    if depth < source_depth:
+        keepers = [name for name, other in CODECS.items()
+                   if max(other.depths) >= source_depth and encoder_available(name)]
+        keep = f"--codec {', '.join(keepers)}" if keepers else ""
+        keep += (" or " if keep else "") + "PNG frames"
+        log.warning(f"{spec.label} holds at most {depth} bits: the {source_depth}-bit source is rounded to "
+                    f"{depth} bits ({keep} keep {source_depth} bits)")
+    colour, notes = _writable_colour(spec, colour or BT709)
+    for level, note in notes:
+        log.log(level, note)
+    return VideoEncoding(codec, crf, preset, depth, colour)
+
+
+def encodings_help() -> str:
+    """Which codecs this PyAV build can encode, for --help."""
+    lines = []
+    for name, spec in CODECS.items():
+        there = f"{spec.encoder}" if encoder_available(name) else f"not available: this PyAV has no {spec.encoder}"
+        lines.append(f"{name} ({there})")
+    return ", ".join(lines)
 
 
 # --------------------------------------------------------------------------- writing
@@ -177,8 +479,15 @@ def output_kind(path: str, offered: Sequence[str] = ("video", "gif", "png")) -> 
     raise OutputError(f"unsupported output extension {extension!r} in {path} (use {supported}{folder})")
 
 
-def describe_kind(kind: str) -> str:
-    return {"video": "H.264 video", "gif": "animated GIF", "png": "PNG frames"}[kind]
+def describe_kind(kind: str, encoding: Optional[VideoEncoding] = None) -> str:
+    """E.g. "H.264 8-bit yuv420p video, CRF 18, preset medium", "animated GIF", "16-bit PNG frames"."""
+    encoding = encoding or VideoEncoding()
+    if kind == "video":
+        label, _, settings = encoding.describe().partition(", ")
+        return f"{label} video" + (f", {settings}" if settings else "")
+    if kind == "png":
+        return f"{16 if encoding.bit_depth > 8 else 8}-bit PNG frames"
+    return "animated GIF"
 
 
 def create_missing_folders(folder: str) -> List[str]:
@@ -283,9 +592,10 @@ def _is_frame_name(name: str) -> bool:
 
 
 class FrameWriter:
-    """Streams uint8 RGB frames of a fixed size into one output; see the module docstring."""
+    """Streams RGB frames of a fixed size into one output; see the module docstring."""
 
     kind = ""
+    sample_dtype: type = np.uint8   # what write() takes
 
     def __init__(self, path: str, fps: Fraction, width: int, height: int, first_index: int = 0):
         if fps <= 0:
@@ -305,9 +615,9 @@ class FrameWriter:
     def write(self, frame: np.ndarray) -> None:
         if self._finished:
             raise RuntimeError("write() after close() or abort()")
-        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
-            raise ValueError(f"expected a uint8 frame of shape {(self.height, self.width, 3)}, "
-                             f"got {frame.dtype} {frame.shape}")
+        if frame.shape != (self.height, self.width, 3) or frame.dtype != self.sample_dtype:
+            raise ValueError(f"expected a {np.dtype(self.sample_dtype).name} frame of shape "
+                             f"{(self.height, self.width, 3)}, got {frame.dtype} {frame.shape}")
         try:
             self._write(np.ascontiguousarray(frame))
         except OSError as error:
@@ -362,12 +672,15 @@ class FrameWriter:
 
 
 class VideoWriter(FrameWriter):
-    """H.264 in MP4/MOV (with +faststart, for browsers) or Matroska, via PyAV's libx264.
+    """A video stream of one ``VideoEncoding`` (default: H.264) in MP4/MOV (with +faststart) or Matroska.
 
-    Pixels go out as yuv420p, BT.709, limited range, tagged as such. H.264 4:2:0
-    needs an even width and height, so an odd size gets its last column/row
-    repeated once (e.g. 101x67 becomes 102x68) rather than losing a pixel line.
-    Frame n has timestamp n/fps exactly (the codec time base is 1/fps).
+    RGB frames are converted to the encoding's pixel format with its matrix
+    and range, and tagged with its colour tags; FFV1 takes the RGB samples
+    as they are. Subsampled chroma (4:2:0, 4:2:2) needs an even width (and
+    height for 4:2:0), so an odd size gets its last column/row repeated once
+    (e.g. 101x67 becomes 102x68) rather than losing a pixel line. Frame n has
+    timestamp (first_index + n)/fps exactly (the codec time base is 1/fps),
+    and the first frame written is a keyframe.
 
     The container is opened here and the video stream added in ``_add_video_stream``;
     other streams (e.g. audio copied from a source video) can be added beside it
@@ -376,12 +689,23 @@ class VideoWriter(FrameWriter):
 
     kind = "video"
 
-    def __init__(self, path: str, fps: Fraction, width: int, height: int, first_index: int = 0):
+    def __init__(self, path: str, fps: Fraction, width: int, height: int, first_index: int = 0,
+                 encoding: Optional[VideoEncoding] = None):
+        self.encoding = encoding or VideoEncoding()
+        spec = self.encoding.spec
+        if self.encoding.bit_depth not in spec.depths:
+            raise ValueError(f"{spec.label} cannot be written at {self.encoding.bit_depth} bits")
+        check_container(path, self.encoding.codec)  # before anything is created
+        self.sample_dtype = self.encoding.sample_dtype
         super().__init__(path, fps, width, height, first_index)
-        self.coded_width = width + width % 2
-        self.coded_height = height + height % 2
+        pix_fmt = self.encoding.pix_fmt
+        even_width = pix_fmt.startswith(("yuv420", "yuv422"))
+        even_height = pix_fmt.startswith("yuv420")
+        self.coded_width = width + (width % 2 if even_width else 0)
+        self.coded_height = height + (height % 2 if even_height else 0)
         if (self.coded_width, self.coded_height) != (width, height):
-            log.warning(f"H.264 needs an even size: the video is {self.coded_width}x{self.coded_height} "
+            log.warning(f"{spec.label} needs an even {'size' if even_height else 'width'}: the video is "
+                        f"{self.coded_width}x{self.coded_height} "
                         f"(last column/row of the {width}x{height} frames repeated)")
         extension = os.path.splitext(self.path)[1].lower()
         container_format = VIDEO_FORMATS[extension]
@@ -397,28 +721,52 @@ class VideoWriter(FrameWriter):
             raise
 
     def _add_video_stream(self):
-        stream = self.container.add_stream("libx264", rate=self.fps,
-                                           options={"crf": H264_CRF, "preset": H264_PRESET})
+        encoding = self.encoding
+        stream = self.container.add_stream(encoding.spec.encoder, rate=self.fps, options=encoding.encoder_options())
         stream.width = self.coded_width
         stream.height = self.coded_height
-        stream.pix_fmt = "yuv420p"
+        stream.pix_fmt = encoding.pix_fmt
+        if encoding.codec == "hevc" and self.container.format.name.split(",")[0] in ("mov", "mp4"):
+            stream.codec_tag = "hvc1"  # Apple's players play HEVC in MP4/MOV only under this tag
         stream.codec_context.time_base = 1 / self.fps
         context = stream.codec_context
-        context.colorspace = 1        # AVCOL_SPC_BT709
-        context.color_primaries = 1   # AVCOL_PRI_BT709
-        context.color_trc = 1         # AVCOL_TRC_BT709
-        context.color_range = 1       # AVCOL_RANGE_MPEG (limited), what players expect
+        colour = encoding.colour
+        context.colorspace = colour.matrix
+        context.color_primaries = colour.primaries
+        context.color_trc = colour.transfer
+        context.color_range = 2 if colour.full_range else 1  # AVCOL_RANGE_JPEG / AVCOL_RANGE_MPEG
         return stream
+
+    def _to_video_frame(self, frame: np.ndarray) -> av.VideoFrame:
+        encoding = self.encoding
+        colour = encoding.colour
+        if encoding.codec == "ffv1" and encoding.bit_depth > 8:
+            # Rounded here rather than by swscale, so that the file holds
+            # exactly to_depth(frame): what it decodes back to.
+            video_frame = av.VideoFrame.from_ndarray(to_depth(frame, encoding.bit_depth), format=encoding.pix_fmt)
+        else:
+            rgb = av.VideoFrame.from_ndarray(frame, format="rgb24" if frame.dtype == np.uint8 else "rgb48le")
+            if colour.matrix == MATRIX_RGB:
+                video_frame = rgb.reformat(format=encoding.pix_fmt)
+            else:
+                video_frame = rgb.reformat(format=encoding.pix_fmt,
+                                           dst_colorspace=_SWSCALE_MATRICES[colour.matrix],
+                                           dst_color_range=2 if colour.full_range else 1)
+        # Some encoders (ProRes) take the tags from each frame, not from the stream.
+        video_frame.color_primaries = colour.primaries
+        video_frame.color_trc = colour.transfer
+        video_frame.colorspace = colour.matrix
+        video_frame.color_range = 2 if colour.full_range else 1
+        return video_frame
 
     def _write(self, frame: np.ndarray) -> None:
         if frame.shape[:2] != (self.coded_height, self.coded_width):
             frame = np.pad(frame, ((0, self.coded_height - self.height),
                                    (0, self.coded_width - self.width), (0, 0)), mode="edge")
-        rgb = av.VideoFrame.from_ndarray(frame, format="rgb24")
-        yuv = rgb.reformat(format="yuv420p", dst_colorspace="itu709", dst_color_range="MPEG")
-        yuv.pts = self.first_index + self.frames_written
-        yuv.time_base = 1 / self.fps
-        for packet in self.video.encode(yuv):
+        video_frame = self._to_video_frame(frame)
+        video_frame.pts = self.first_index + self.frames_written
+        video_frame.time_base = 1 / self.fps
+        for packet in self.video.encode(video_frame):
             self.container.mux(packet)
 
     def _finish(self) -> None:
@@ -484,12 +832,17 @@ class PngFolderWriter(FrameWriter):
 
     The number has at least 5 digits, more when ``frame_count`` says they are
     needed, so the names sort in frame order. fps is not stored anywhere.
+    ``bit_depth`` 8 writes 8-bit PNG files from uint8 frames, 16 writes
+    16-bit ones from uint16 frames.
     """
 
     kind = "png"
 
     def __init__(self, path: str, fps: Fraction, width: int, height: int,
-                 frame_count: Optional[int] = None, first_index: int = 0):
+                 frame_count: Optional[int] = None, first_index: int = 0, bit_depth: int = 8):
+        if bit_depth not in (8, 16):
+            raise ValueError(f"PNG frames are 8 or 16-bit, not {bit_depth}")
+        self.sample_dtype = np.uint8 if bit_depth == 8 else np.uint16
         super().__init__(path, fps, width, height, first_index)
         self.digits = max(PNG_FRAME_DIGITS, len(str(max(0, (frame_count or 0) - 1))))
 
@@ -506,18 +859,23 @@ class PngFolderWriter(FrameWriter):
 
 
 def open_writer(path: str, fps: Fraction, width: int, height: int,
-                frame_count: Optional[int] = None, first_index: int = 0) -> FrameWriter:
-    """A writer for ``path``, chosen by ``output_kind``.
+                frame_count: Optional[int] = None, first_index: int = 0,
+                encoding: Optional[VideoEncoding] = None) -> FrameWriter:
+    """A writer for ``path``, chosen by ``output_kind``; its ``sample_dtype`` is what it takes.
 
     ``frame_count``: frames in the whole sequence, a hint for PNG names.
     ``first_index``: where in the sequence the first frame written here is
     (videos: its pts; PNG folders: its number). GIFs always start at 0.
+    ``encoding``: see ``VideoEncoding`` (default: H.264, 8-bit, BT.709);
+    PNG folders take its depth (16-bit files above 8 bits), GIFs are 8-bit.
     """
     kind = output_kind(path)
     if kind == "video":
-        return VideoWriter(path, fps, width, height, first_index=first_index)
+        return VideoWriter(path, fps, width, height, first_index=first_index, encoding=encoding)
     if kind == "gif":
         if first_index:
             raise ValueError("a GIF cannot start in the middle of a sequence")
         return GifWriter(path, fps, width, height)
-    return PngFolderWriter(path, fps, width, height, frame_count=frame_count, first_index=first_index)
+    bit_depth = 16 if encoding is not None and encoding.bit_depth > 8 else 8
+    return PngFolderWriter(path, fps, width, height, frame_count=frame_count, first_index=first_index,
+                           bit_depth=bit_depth)

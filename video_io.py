@@ -5,9 +5,17 @@ Conventions used throughout this module:
 - Times are exact ``fractions.Fraction`` seconds. A video frame's time is its
   pts × its stream's time base, as stored in the file (no shift); a folder's
   frame ``i`` is at ``i / folder_fps``.
-- A source frame's pixels are an (H, W, 3) RGB array: uint8 for decoded video,
-  float32 in [0, 1] for image files (which may hold 16 bits per sample).
-  ``as_uint8`` and ``as_float`` convert either kind.
+- A source frame's pixels are an (H, W, 3) RGB array: for decoded video,
+  uint8 when the video has 8 bits per sample and uint16 (full 16-bit scale,
+  as FFmpeg widens 10 or 12 bits) when it has more; float32 in [0, 1] for
+  image files (which may hold 16 bits per sample). ``bit_depth`` says which
+  depth the source has. ``as_samples`` (uint8 / uint16) and ``as_float``
+  convert any kind; 8-bit pixels stay exact through every conversion.
+- Decoded video is converted to RGB with each frame's own matrix and range
+  (FFmpeg's reading of its tags; BT.601 where a file does not say), as
+  FFmpeg gives frames to any program; ``colour`` holds the source's tags for
+  the output. Transfer and primaries are not converted: HDR frames stay in
+  their encoded (PQ/HLG) signal.
 - Frames are delivered upright: a video stream's display matrix (the
   "rotate" of phone videos) is applied to the pixels with ``rotate_upright``,
   and image files are turned by their EXIF orientation (``media_io``).
@@ -50,16 +58,39 @@ MAX_RATE_DENOMINATOR = 1001
 
 class SourceFrame(NamedTuple):
     time: Fraction       # seconds
-    pixels: np.ndarray   # (H, W, 3) RGB, uint8 or float32 in [0, 1]; see the module docstring
+    pixels: np.ndarray   # (H, W, 3) RGB, uint8, uint16 or float32 in [0, 1]; see the module docstring
 
 
 def as_uint8(pixels: np.ndarray) -> np.ndarray:
-    return pixels if pixels.dtype == np.uint8 else media_io.to_uint8(pixels)
+    if pixels.dtype == np.uint8:
+        return pixels
+    if pixels.dtype == np.uint16:
+        return media_io.to_depth(pixels, 8)
+    return media_io.to_uint8(pixels)
+
+
+def as_uint16(pixels: np.ndarray) -> np.ndarray:
+    if pixels.dtype == np.uint16:
+        return pixels
+    if pixels.dtype == np.uint8:
+        return pixels.astype(np.uint16) * np.uint16(257)  # 255 -> 65535: the same values
+    return media_io.to_uint16(pixels)
+
+
+def as_samples(pixels: np.ndarray, dtype: type) -> np.ndarray:
+    """``pixels`` as uint8 or uint16 samples (see the module docstring)."""
+    if dtype == np.uint8:
+        return as_uint8(pixels)
+    if dtype == np.uint16:
+        return as_uint16(pixels)
+    raise ValueError(f"samples are uint8 or uint16, not {dtype}")
 
 
 def as_float(pixels: np.ndarray) -> np.ndarray:
     if pixels.dtype == np.uint8:
         return pixels.astype(np.float32) * np.float32(1 / 255)
+    if pixels.dtype == np.uint16:
+        return pixels.astype(np.float32) * np.float32(1 / 65535)
     return pixels.astype(np.float32, copy=False)
 
 
@@ -104,6 +135,8 @@ class FrameSource:
     audio_streams: Sequence = ()
     audio_packets: Deque      # filled while frames() runs; see AudioTransfer
     start_time: Fraction      # the first frame's time
+    bit_depth: int = 8        # bits per sample of the source (8-16)
+    colour: Optional[media_io.ColourTags] = None  # the video's colour tags; None: RGB images (sRGB)
 
     def frames(self) -> Iterator[SourceFrame]:
         raise NotImplementedError
@@ -163,7 +196,9 @@ class FolderSource(FrameSource):
         self.start_time = Fraction(0)
         self.audio_streams = []
         self.audio_packets = collections.deque()
-        self._first = media_io.read_image(self.files[0])
+        first = media_io.read_loaded_image(self.files[0])
+        self._first = first.pixels
+        self.bit_depth = 8 if first.bit_depth == 8 else 16  # float files: 16 bits kept
         self.height, self.width = self._first.shape[:2]
 
     def frames(self) -> Iterator[SourceFrame]:
@@ -258,6 +293,9 @@ class VideoSource(FrameSource):
         self.decoded_frames = 0
         self.last_time: Optional[Fraction] = None   # of the last decoded video frame
         self.read_until: Optional[Fraction] = None  # end of the latest packet read, any stream
+        self.bit_depth = 8                # from the first frame decoded (see _note_format)
+        self.colour: Optional[media_io.ColourTags] = None
+        self._rgb_format = "rgb24"
 
     def _declared_start(self) -> Fraction:
         if self.stream.start_time is not None:
@@ -328,12 +366,33 @@ class VideoSource(FrameSource):
                     self.dropped_frames += 1
                     continue
                 previous_time = time
-                pixels = frame.to_ndarray(format="rgb24")
+                if self.colour is None:
+                    self._note_format(frame)
+                # Each frame with its own matrix and range (PyAV passes its tags to swscale).
+                pixels = frame.to_ndarray(format=self._rgb_format)
                 self.decoded_frames += 1
                 self.last_time = time
                 yield SourceFrame(time, rotate_upright(pixels, frame.rotation))
             if packet is None:
                 break
+
+    def _note_format(self, frame) -> None:
+        """Depth and colour tags of the source, from its first frame (the stream's tags where the frame has none)."""
+        bits = max((component.bits for component in frame.format.components), default=8)
+        self.bit_depth = max(8, min(16, bits))
+        # Later frames are converted the same way, so that every frame has one dtype.
+        self._rgb_format = "rgb24" if self.bit_depth == 8 else "rgb48le"
+        # Some decoders (ProRes) leave tags that only the container has unset on frames.
+        context = self.stream.codec_context
+
+        def tag(name: str, unspecified: int) -> int:
+            value = getattr(frame, name)
+            return getattr(context, name) if value == unspecified else value
+
+        self.colour = media_io.ColourTags(primaries=tag("color_primaries", media_io.UNSPECIFIED),
+                                          transfer=tag("color_trc", media_io.UNSPECIFIED),
+                                          matrix=tag("colorspace", media_io.UNSPECIFIED),
+                                          full_range=tag("color_range", 0) == 2)
 
     def frames(self) -> Iterator[SourceFrame]:
         ahead, self._ahead = self._ahead, []

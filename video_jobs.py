@@ -100,6 +100,10 @@ class JobSpec:
     tile: Optional[int] = None
     max_memory: Optional[float] = None
     threads: Optional[int] = None
+    encoding: Optional[media_io.VideoEncoding] = None  # codec, depth, colour (None: the default H.264)
+    # --dedup: the times of the source frames that are kept, decided once for
+    # the whole job (None: every frame is used).
+    kept_times: Optional[frozenset] = None
 
     def clock(self, first_index: int = 0, end_index: Optional[int] = None) -> video_pipeline.OutputClock:
         return video_pipeline.OutputClock(self.start, self.rate, self.tick, lattice=self.lattice,
@@ -170,13 +174,16 @@ def render_segment(job: JobSpec, segment: Segment, model_runtime: runtime.ModelR
         if (source.width, source.height) != (job.width, job.height):
             raise JobError(f"{job.input_path} is {source.width}x{source.height} now, the job was planned for "
                            f"{job.width}x{job.height}: the input changed")
-        frames = _starting_at_or_before(source.frames_from(aim if segment.index else job.start), aim,
-                                        job.input_path)
+        frames = source.frames_from(aim if segment.index else job.start)
+        if job.kept_times is not None:
+            frames = (frame for frame in frames if frame.time in job.kept_times)
+        frames = _starting_at_or_before(frames, aim, job.input_path)
         with media_io.open_writer(job.chunk_path(segment.index), job.rate, job.width, job.height,
-                                  frame_count=job.total_frames, first_index=segment.first_output) as writer:
+                                  frame_count=job.total_frames, first_index=segment.first_output,
+                                  encoding=job.encoding) as writer:
             summary = video_pipeline.interpolate_stream(frames, clock, renderer, writer.write,
                                                         scene_threshold=job.scene_threshold, progress=progress,
-                                                        minimum_frames=1)
+                                                        minimum_frames=1, sample_dtype=writer.sample_dtype)
             if writer.frames_written == 0:
                 writer.abort()  # the source ended before this segment (a damaged file): no chunk
         warning = source.describe_damage() if not clock.exhausted else None

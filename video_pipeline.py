@@ -51,6 +51,10 @@ MODES = ("direct", "recursive")
 DEFAULT_SCENE_THRESHOLD = 0.2
 SCENE_THUMBNAIL_WIDTH = 64
 SCENE_MAX_SHIFT = 4
+# Held frames: see duplicate_difference, and inference_video's --help text
+# for the measurements behind the default.
+DEFAULT_DEDUP_THRESHOLD = 0.05
+DEDUP_BLOCK = 16
 
 
 # --------------------------------------------------------------------------- timing
@@ -185,6 +189,65 @@ def scene_difference(thumbnail_a: np.ndarray, thumbnail_b: np.ndarray, max_shift
     return best
 
 
+# --------------------------------------------------------------------------- held frames (animation on twos)
+
+class DedupStats:
+    """What ``drop_duplicates`` did: source frames seen and dropped."""
+
+    def __init__(self):
+        self.frames = 0
+        self.dropped = 0
+
+
+def duplicate_difference(pixels_a: np.ndarray, pixels_b: np.ndarray, block: int = DEDUP_BLOCK) -> float:
+    """How far frame b is from repeating frame a: 0 for the same picture, 1 for black vs white.
+
+    The largest mean absolute difference over ``block`` x ``block`` pixel
+    blocks (at full resolution, the largest channel difference per pixel).
+    A new drawing often changes only a small part of the picture (a mouth, a
+    hand), which a mean over the whole frame would put at the level of
+    compression noise; averaging within small blocks keeps such a change
+    large while noise, which is spread out, stays small.
+    """
+    if pixels_a.shape != pixels_b.shape:
+        raise ValueError(f"frames differ in shape: {pixels_a.shape} and {pixels_b.shape}")
+    difference = cv2.absdiff(video_io.as_float(pixels_a), video_io.as_float(pixels_b)).max(axis=2)
+    height, width = difference.shape
+    blocks = cv2.resize(difference, (max(1, -(-width // block)), max(1, -(-height // block))),
+                        interpolation=cv2.INTER_AREA)
+    return float(blocks.max())
+
+
+def drop_duplicates(frames: Iterator[video_io.SourceFrame], threshold: float = DEFAULT_DEDUP_THRESHOLD,
+                    stats: Optional[DedupStats] = None) -> Iterator[video_io.SourceFrame]:
+    """``frames`` without the ones that repeat the frame before (``duplicate_difference`` <= threshold).
+
+    For animation on twos or threes: the kept frames keep their timestamps,
+    so new frames fall evenly between the distinct drawings. Whether frame i
+    is dropped depends only on frames i - 1 and i as decoded (not on which
+    frames were kept), so a worker that starts in the middle of a video
+    decides it the same way. The first frame is always kept, and so is the
+    last: dropping it would end the output one hold earlier than the source
+    (and its sound); the price is a still last step.
+    """
+    if stats is None:
+        stats = DedupStats()
+    previous = None
+    held = None  # a duplicate that is kept only if it turns out to be the last frame
+    for frame in frames:
+        stats.frames += 1
+        if held is not None:
+            stats.dropped += 1
+            held = None
+        if previous is not None and duplicate_difference(previous.pixels, frame.pixels) <= threshold:
+            held = frame
+        else:
+            yield frame
+        previous = frame
+    if held is not None:
+        yield held
+
+
 # --------------------------------------------------------------------------- model
 
 class ModelFrame:
@@ -203,20 +266,23 @@ class ModelFrame:
 class SourceSlot:
     """A decoded source frame with what the pairs it belongs to need from it (made when first needed)."""
 
-    def __init__(self, frame: video_io.SourceFrame, model_runtime: runtime.ModelRuntime):
+    def __init__(self, frame: video_io.SourceFrame, model_runtime: runtime.ModelRuntime,
+                 sample_dtype: type = np.uint8):
         self.time = frame.time
         self.pixels = frame.pixels
         self.thumbnail = scene_thumbnail(frame.pixels)
         self._runtime = model_runtime
-        self._uint8: Optional[np.ndarray] = None
+        self._sample_dtype = sample_dtype
+        self._samples: Optional[np.ndarray] = None
         self._model_frame: Optional[ModelFrame] = None
         self.crop: Optional[runtime.CropBox] = None  # where the frame lies in the model's padded frames
 
     @property
-    def uint8(self) -> np.ndarray:
-        if self._uint8 is None:
-            self._uint8 = video_io.as_uint8(self.pixels)
-        return self._uint8
+    def samples(self) -> np.ndarray:
+        """The frame as written (uint8 or uint16): the decoded samples themselves when they are of that type."""
+        if self._samples is None:
+            self._samples = video_io.as_samples(self.pixels, self._sample_dtype)
+        return self._samples
 
     def model_frame(self) -> ModelFrame:
         if self._model_frame is None:
@@ -299,15 +365,18 @@ class Summary(NamedTuple):
 
 def interpolate_stream(frames: Iterator[video_io.SourceFrame], clock: OutputClock, renderer: PairRenderer,
                        write, *, scene_threshold: float = DEFAULT_SCENE_THRESHOLD,
-                       after_pair=None, progress=None, minimum_frames: int = 2) -> Summary:
-    """Write every output frame of ``clock`` with ``write(uint8 frame)``, streaming through ``frames``.
+                       after_pair=None, progress=None, minimum_frames: int = 2,
+                       sample_dtype: type = np.uint8) -> Summary:
+    """Write every output frame of ``clock`` with ``write(frame)``, streaming through ``frames``.
 
-    ``after_pair()`` is called after each pair's frames are written (to pass
-    audio on); ``progress.update(n)`` counts written frames. Reading stops
-    once the clock's window is complete; ``frames`` may start before the
-    window (their pairs place nothing), which is how a segment of a job
-    starts from a seek point. Fewer than ``minimum_frames`` source frames is
-    an error.
+    Frames are (H, W, 3) arrays of ``sample_dtype`` (the writer's: uint8, or
+    uint16 for deeper outputs); source frames of that type are passed on
+    unchanged. ``after_pair()`` is called after each pair's frames are
+    written (to pass audio on); ``progress.update(n)`` counts written frames.
+    Reading stops once the clock's window is complete; ``frames`` may start
+    before the window (their pairs place nothing), which is how a segment of
+    a job starts from a seek point. Fewer than ``minimum_frames`` source
+    frames is an error.
     """
     if not 0 <= scene_threshold:
         raise ValueError(f"scene_threshold must be >= 0, not {scene_threshold}")
@@ -323,7 +392,7 @@ def interpolate_stream(frames: Iterator[video_io.SourceFrame], clock: OutputCloc
 
     previous: Optional[SourceSlot] = None
     for frame in frames:
-        current = SourceSlot(frame, renderer.runtime)
+        current = SourceSlot(frame, renderer.runtime, sample_dtype)
         counts["source"] += 1
         if previous is None:
             previous = current
@@ -338,15 +407,15 @@ def interpolate_stream(frames: Iterator[video_io.SourceFrame], clock: OutputCloc
         for placement in placements:
             t = placement.t
             if t == 0 or t == 1:
-                emit(previous.uint8 if t == 0 else current.uint8, "passed")
+                emit(previous.samples if t == 0 else current.samples, "passed")
             elif cut:
                 # No morphing across a cut: the nearer frame (the later one from the middle on).
-                emit(previous.uint8 if t < Fraction(1, 2) else current.uint8, "repeated")
+                emit(previous.samples if t < Fraction(1, 2) else current.samples, "repeated")
             else:
                 if made_t != t:  # several outputs can share a t (recursive mode, irregular input)
                     started = time.perf_counter()
                     made_t, tensor = next(rendered)
-                    made = runtime.tensor_to_uint8(tensor, previous.crop)
+                    made = runtime.tensor_to_samples(tensor, previous.crop, sample_dtype)
                     del tensor
                     compute_seconds += time.perf_counter() - started
                 emit(made, "made")
@@ -360,6 +429,6 @@ def interpolate_stream(frames: Iterator[video_io.SourceFrame], clock: OutputCloc
         raise media_io.MediaError("at least 2 frames are needed")
     # The source ended: frames on its last frame's time are that frame.
     for _ in clock.at_end(previous.time):
-        emit(previous.uint8, "passed")
+        emit(previous.samples, "passed")
     return Summary(counts["source"], counts["output"], counts["made"], counts["passed"], counts["repeated"],
                    counts["cuts"], compute_seconds)

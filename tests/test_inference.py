@@ -333,7 +333,9 @@ def test_png_frames_in_time_order(capsys, tmp_path, model_files, script_model, i
 
 
 class RecordingWriter:
-    def __init__(self, path, fps, width, height, frame_count=None):
+    sample_dtype = np.uint8
+
+    def __init__(self, path, fps, width, height, frame_count=None, encoding=None):
         self.path, self.frames = path, []
         RecordingWriter.last = self
 
