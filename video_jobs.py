@@ -450,7 +450,9 @@ def join_video(chunk_paths: Sequence[str], first_outputs: Sequence[int], rate: F
             output = stack.enter_context(av.open(destination.temporary, mode="w", format=container_format,
                                                  options=options))
             first = stack.enter_context(av.open(chunk_paths[0]))
-            video = output.add_stream_from_template(first.streams.video[0])
+            # opaque: the codec parameters as they are, with no encoder opened (a decoder-only
+            # name such as libdav1d has none).
+            video = output.add_stream_from_template(first.streams.video[0], opaque=True)
             video.time_base = 1 / rate
             audio = None
             source = None

@@ -279,3 +279,47 @@ def test_a_worker_that_cannot_see_the_files_says_so(tmp_path):
     message = str(error.value)
     assert "cannot read the input" in message and "cannot read the model" in message
     assert "cannot write in the work folder" in message and "shared filesystem" in message
+
+
+# --------------------------------------------------------------------------- codecs and dedup in segments
+
+from test_codecs import codec_param, make_on_twos  # noqa: E402
+
+
+def decoded_with_pts(path, pixel_format="rgb24"):
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = [(frame.pts, frame.to_ndarray(format=pixel_format)) for frame in container.decode(stream)]
+        return stream.codec_context.name, stream.time_base, frames
+
+
+@pytest.mark.parametrize("codec, extension", [codec_param("hevc", ".mkv"), codec_param("av1", ".mp4"),
+                                              codec_param("prores", ".mov"), codec_param("ffv1", ".mkv"),
+                                              codec_param("h264", ".mkv")])
+def test_every_codec_joins_from_segments(capsys, tmp_path, media, codec, extension):
+    """Chunks of any codec join by packet copy: same codec, timestamps and count as one piece."""
+    runs = {}
+    for segments, frames in ((1, 1000), (3, 9)):
+        save_path = tmp_path / f"{segments}{extension}"
+        status, _, err = run_cli(capsys, media["model"], media["clip"], "--codec", codec, "--save_path", save_path,
+                                 "--segment_frames", frames)
+        assert status == 0, err
+        runs[segments] = decoded_with_pts(save_path, "rgb48le" if codec == "prores" else "rgb24")
+    (name, time_base, one), (name3, time_base3, three) = runs[1], runs[3]
+    assert name == name3 and time_base == time_base3 and len(one) == len(three) == 47
+    assert [pts for pts, _ in one] == [pts for pts, _ in three]
+    if codec == "ffv1":  # lossless: the very same frames
+        assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(one, three))
+
+
+def test_dedup_in_segments_keeps_the_same_frames(capsys, tmp_path, media):
+    source = make_on_twos(tmp_path / "twos.mp4", count=24)
+    outputs = {}
+    for frames in (1000, 5):
+        save_path = tmp_path / f"frames{frames}"
+        status, out, err = run_cli(capsys, media["model"], source, "--dedup", 0.05, "--save_path", save_path,
+                                   "--segment_frames", frames)
+        assert status == 0, err
+        assert "11 of 24 source frames dropped as duplicates" in out, out
+        outputs[frames] = digests(save_path)
+    assert outputs[1000] == outputs[5]
