@@ -76,14 +76,20 @@ def whole_number(minimum: int, meaning: str = "", multiple_of: int = 1):
     return parse
 
 
-def gigabytes(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of GB, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
-    return value
+def positive_number(what: str = "a number"):
+    """An argparse type: a float greater than 0."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+        return value
+    return parse
+
+
+gigabytes = positive_number("a number of GB")
 
 
 def frame_rate(text: str) -> Fraction:

@@ -55,16 +55,6 @@ class ExportError(cli.UserError):
     """A problem with the input or the conversion, reported as one line."""
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected a number, got {text!r}') from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f'must be greater than 0, got {text}')
-    return value
-
-
 DESCRIPTION = ('Convert a FILM TF2 SavedModel (Style, L1 or VGG) into a TorchScript file '
                '(fp16 by default) or a PyTorch state dict, checking it against TensorFlow.')
 
@@ -100,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--pyramid_levels', type=cli.whole_number(1), default=7,
                         help='image pyramid depth; the only setting weights do not reveal '
                              '(7 for the released models; default %(default)s)')
-    parser.add_argument('--tolerance', type=positive_float, default=FP32_TOLERANCE,
+    parser.add_argument('--tolerance', type=cli.positive_number(), default=FP32_TOLERANCE,
                         help='largest accepted max|pt - tf| / max|tf| of any compared output '
                              '(default %(default)s)')
     parser.add_argument('--verbose', action='store_true', help="show TensorFlow's own log lines")
