@@ -311,7 +311,7 @@ def run(args: argparse.Namespace) -> int:
             threads=args.threads, encoding=encoding,
             kept_times=frozenset(times) if args.dedup is not None else None)
     segments = video_jobs.plan_segments(times, clock, segment_frames)
-    render, device = make_renderer(args, job, len(segments))
+    render, device = make_renderer(args, job)
     folder = video_jobs.WorkFolder(job.workdir)
     folder.open(video_jobs.manifest_for(job, segment_frames, job_settings(args, encoding)), restart=args.restart)
     with tqdm(total=job.total_frames, desc="Interpolating", unit="frame", dynamic_ncols=True) as bar:
@@ -328,18 +328,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def make_renderer(args: argparse.Namespace, job: video_jobs.JobSpec, segments: int):
-    """(render function for video_jobs.run_job, device name): in this process, or Ray workers."""
+def make_renderer(args: argparse.Namespace, job: video_jobs.JobSpec):
+    """(render function for video_jobs.run_job, where it runs): in this process, or Ray workers."""
     workers = args.workers or default_workers(args)
     if args.ray is None and workers == 1:
-        model_runtime = job.open_model()
-
-        def render_here(pending, on_done, progress):
-            # TorchScript's optimizing executor re-profiles and recompiles during
-            # the first calls (seconds each) for no measurable gain here.
-            with torch.jit.optimized_execution(False):
-                video_jobs.run_segments_here(job, pending, model_runtime, on_done, progress)
-        return render_here, model_runtime.device.type
+        render = video_jobs.InProcessRenderer(job)
+        return render, render.model_runtime.device.type
     import ray_workers
     runtime.load_model(job.model_path)  # a bad model file fails here, in one line, before Ray starts
     threads = args.threads or max(1, runtime.default_threads() // workers)

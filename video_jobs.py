@@ -28,8 +28,8 @@ in pieces that any worker can render and that survive an interruption:
   chunks are linked (or copied) into the output folder. The output appears
   atomically; then the work folder is removed.
 
-``run_segments_here`` renders in this process; ``ray_workers`` spreads the
-same ``render_segment`` calls over worker processes or a cluster.
+``InProcessRenderer`` renders in this process; ``ray_workers.RayRenderer``
+spreads the same ``render_segment`` calls over worker processes or a cluster.
 """
 from __future__ import annotations
 
@@ -370,11 +370,21 @@ class Progress:
             self.bar.update(frames)
 
 
-def run_segments_here(job: JobSpec, segments: Sequence[Segment], model_runtime: runtime.ModelRuntime,
-                      on_done: Callable[[Segment, ChunkSummary], None], progress=None) -> None:
-    """Renders the segments one after the other in this process."""
-    for segment in segments:
-        on_done(segment, render_segment(job, segment, model_runtime, progress))
+class InProcessRenderer:
+    """``render(pending, on_done, progress)`` for ``run_job``: the model loaded here, segments one by one."""
+
+    def __init__(self, job: JobSpec):
+        self.job = job
+        self.model_runtime = job.open_model()
+
+    def __call__(self, pending: Sequence[Segment], on_done: Callable[[Segment, ChunkSummary], None],
+                 progress=None) -> None:
+        import torch
+        # TorchScript's optimizing executor re-profiles and recompiles during
+        # the first calls (seconds each) for no measurable gain here.
+        with torch.jit.optimized_execution(False):
+            for segment in pending:
+                on_done(segment, render_segment(self.job, segment, self.model_runtime, progress))
 
 
 # --------------------------------------------------------------------------- joining
