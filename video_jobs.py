@@ -33,6 +33,7 @@ spreads the same ``render_segment`` calls over worker processes or a cluster.
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import errno
@@ -174,7 +175,13 @@ def render_segment(job: JobSpec, segment: Segment, model_runtime: runtime.ModelR
         if (source.width, source.height) != (job.width, job.height):
             raise JobError(f"{job.input_path} is {source.width}x{source.height} now, the job was planned for "
                            f"{job.width}x{job.height}: the input changed")
-        frames = source.frames_from(aim if segment.index else job.start)
+        seek_to = aim if segment.index else job.start
+        if job.kept_times is not None:
+            # The segment's first pair starts at the last kept frame before
+            # its first output, which can be long before it (a held drawing).
+            kept = sorted(job.kept_times)
+            seek_to = kept[max(0, bisect.bisect_right(kept, aim) - 1)]
+        frames = source.frames_from(seek_to)
         if job.kept_times is not None:
             frames = (frame for frame in frames if frame.time in job.kept_times)
         frames = _starting_at_or_before(frames, aim, job.input_path)

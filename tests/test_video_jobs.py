@@ -323,3 +323,28 @@ def test_dedup_in_segments_keeps_the_same_frames(capsys, tmp_path, media):
         assert "11 of 24 source frames dropped as duplicates" in out, out
         outputs[frames] = digests(save_path)
     assert outputs[1000] == outputs[5]
+
+
+def test_dedup_across_a_long_hold_at_a_segment_start(capsys, tmp_path, media):
+    """A drawing held for 2 s (longer than a seek's reach): the segments that start inside the hold
+    must still begin their first pair at the drawing's first frame, as the one-piece run does."""
+    from test_inference_video import pattern_frame
+    drawing = [i if i < 10 else 10 if i < 61 else i - 50 for i in range(72)]
+    source = tmp_path / "hold.mp4"
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("libx264", rate=24, options={"crf": "12", "preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for index, number in enumerate(drawing):
+            frame = av.VideoFrame.from_ndarray(pattern_frame(number), format="rgb24")
+            frame.pts = index
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    outputs = {}
+    for frames in (1000, 20):
+        status, out, err = run_cli(capsys, media["model"], source, "--dedup", "--save_path", tmp_path / f"f{frames}",
+                                   "--segment_frames", frames)
+        assert status == 0, err
+        outputs[frames] = digests(tmp_path / f"f{frames}")
+    assert outputs[1000] == outputs[20] and len(outputs[20]) == 2 * 72 - 1
