@@ -332,7 +332,8 @@ def test_dedup_across_a_long_hold_at_a_segment_start(capsys, tmp_path, media):
     drawing = [i if i < 10 else 10 if i < 61 else i - 50 for i in range(72)]
     source = tmp_path / "hold.mp4"
     with av.open(str(source), "w") as container:
-        stream = container.add_stream("libx264", rate=24, options={"crf": "12", "preset": "ultrafast"})
+        # A keyframe every 12 frames, so that seeking lands inside the hold.
+        stream = container.add_stream("libx264", rate=24, options={"crf": "12", "preset": "ultrafast", "g": "12"})
         stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
         for index, number in enumerate(drawing):
             frame = av.VideoFrame.from_ndarray(pattern_frame(number), format="rgb24")
