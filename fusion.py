@@ -76,8 +76,8 @@ class FusionLevel(nn.Module):
         net = util.concat_channels(level_input, spare_channels=self.filters)
         level_input.clear()
         self._upsample_conv_into(coarser, net[:, net.shape[1] - self.filters:])
-        net = util.leaky_relu(self.conv1(net))
-        return util.leaky_relu(self.conv2(net))
+        net = util.conv_leaky_relu(net, self.conv1.weight, self.conv1.bias)
+        return util.conv_leaky_relu(net, self.conv2.weight, self.conv2.bias)
 
 
 class Fusion(nn.Module):

@@ -37,9 +37,10 @@ class FlowEstimator(nn.Module):
     def forward(self, features_a: Tensor, features_b: Tensor) -> Tensor:
         net = util.concat_channels([features_a, features_b])
         for j, conv in enumerate(self.convs):
-            net = conv(net)
             if j < self.activated:
-                net = util.leaky_relu(net)
+                net = util.conv_leaky_relu(net, conv.weight, conv.bias)
+            else:
+                net = conv(net)
         return net
 
 
