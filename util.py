@@ -66,6 +66,37 @@ def conv_leaky_relu(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor
     return leaky_relu(F.conv2d(x, weight, bias, padding=padding))
 
 
+def conv_sum_leaky_relu(inputs: List[Tensor], weights: List[Tensor], bias: Optional[Tensor]) -> Tensor:
+    """``leaky_relu(sum_k conv(inputs[k], weights[k]) + bias)``, on the CPU only
+    (``fused_cpu_kernels``): the convolution of the inputs' channel
+    concatenation by the weights concatenated along their input channels.
+
+    A convolution is a sum over its input channels, so each input's share is
+    accumulated into one output by oneDNN (sum post-op) and the inputs are read
+    where they are: no concatenation buffer is written and read again (at the
+    finest flow level that buffer has 128 channels, the output 32).
+    """
+    padding = weights[0].shape[-1] // 2
+    none: List[Optional[Union[float, int, complex]]] = []
+    out = torch.ops.mkldnn._convolution_pointwise(inputs[0], weights[0], bias, [padding, padding], [1, 1], [1, 1],
+                                                  1, 'none', none, None)
+    for k in range(1, len(inputs)):
+        torch.ops.mkldnn._convolution_pointwise_(out, inputs[k], weights[k], None, [padding, padding], [1, 1],
+                                                 [1, 1], 1, 'add', None, None, none, None)
+    # oneDNN fuses only ReLU after a sum, hence the separate activation (on
+    # the output, narrower than the inputs).
+    return leaky_relu(out)
+
+
+def conv_pair_leaky_relu(a: Tensor, b: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """``conv_leaky_relu(cat([a, b], 1), weight, bias)``, without the
+    concatenation on the CPU (``conv_sum_leaky_relu``)."""
+    if not fused_cpu_kernels(a):
+        return conv_leaky_relu(concat_channels([a, b]), weight, bias)
+    split = a.shape[1]
+    return conv_sum_leaky_relu([a, b], [weight[:, :split], weight[:, split:]], bias)
+
+
 def to_channels_last(x: Tensor) -> Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 

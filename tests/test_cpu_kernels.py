@@ -90,3 +90,16 @@ def test_weights_are_stored_channels_last_also_after_loading_a_state_dict():
         if parameter.dim() == 4:
             assert parameter.is_contiguous(memory_format=torch.channels_last), name
         torch.testing.assert_close(parameter, state_dict[name], rtol=0, atol=0)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize('size', [(40, 48), (3, 5)], ids=['fused', 'plain'])
+def test_conv_pair_equals_the_convolution_of_the_concatenation(size):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(14, 6, 3, padding=1)
+    a = util.to_channels_last(torch.randn(2, 5, *size))
+    b = util.to_channels_last(torch.randn(2, 9, *size))
+    expected = torch.nn.functional.leaky_relu(conv(torch.cat([a, b], 1)), 0.2)
+    actual = util.conv_pair_leaky_relu(a, b, conv.weight, conv.bias)
+    torch.testing.assert_close(actual, expected, rtol=0, atol=1e-5)
+    assert actual.is_contiguous(memory_format=torch.channels_last)
