@@ -9,7 +9,11 @@ Style configuration (filters 64, 34.4 M parameters) with random weights:
 speed does not depend on the weights' values. Workloads (as in the issue):
 
   A  one mid frame at 1280x704; the same network in TensorFlow
-     (tests/tf_film.py, same weights) measured in the same run, with the ratio
+     (tests/tf_film.py, same weights) measured in the same run, with the ratio;
+     and the limit row: the forward's convolutions alone, each distinct shape
+     timed in isolation (channels_last, warm) and summed over the forward's
+     calls. No implementation of this network can beat that on this machine
+     with these convolution kernels; both A rows say what % of it they reach.
   B  7 in-between frames for the two photos (1024x768), each inference.py mode,
      and the baseline of one forward() per frame
   C  2x a 720p sequence through the video path (each frame encoded once,
@@ -74,6 +78,79 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_description() -> str:
+    """The CPU's model and the vector ISA that decides convolution speed."""
+    import platform
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open('/proc/cpuinfo') as info:
+            for line in info:
+                key, _, value = line.partition(':')
+                if key.strip() == 'model name':
+                    model = value.strip()
+                elif key.strip() == 'flags':
+                    flags = set(value.split())
+    except OSError:  # not Linux: the model as the platform names it, ISA unknown
+        return f'CPU: {model}, {os.cpu_count()} logical cores; ISA: unknown'
+    isa = [name for flag, name in (('avx2', 'AVX2'), ('avx512f', 'AVX-512'), ('avx512_bf16', 'AVX-512 BF16'),
+                                   ('amx_tile', 'AMX')) if flag in flags]
+    missing = [name for flag, name in (('avx512f', 'AVX-512'), ('avx512_bf16', 'AVX-512 BF16'), ('amx_tile', 'AMX'))
+               if flag not in flags]
+    return (f'CPU: {model}, {os.cpu_count()} logical cores; ISA: {", ".join(isa) or "no AVX2"}'
+            + (f' (no {", no ".join(missing)})' if missing else ''))
+
+
+def convolution_calls(model, run) -> Dict:
+    """{(input shape, weight shape, padding): calls} of run(model_on_meta).
+
+    Recorded on the meta device, where the network takes its plain path: the
+    convolutions the network defines, each on its whole (concatenated) input,
+    whatever fusions the CPU path makes of them.
+    """
+    import copy
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    calls: Dict = {}
+
+    class Recorder(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.convolution.default:
+                stride, padding, dilation, transposed, _, groups = args[3:9]
+                if list(stride) != [1, 1] or list(dilation) != [1, 1] or transposed or groups != 1:
+                    raise ValueError(f'unexpected convolution {func} {args[3:9]}')
+                key = (tuple(args[0].shape), tuple(args[1].shape), tuple(padding))
+                calls[key] = calls.get(key, 0) + 1
+            return func(*args, **(kwargs or {}))
+
+    meta_model = copy.deepcopy(model).to('meta')
+    with Recorder(), torch.no_grad():
+        run(meta_model, 'meta')
+    return calls
+
+
+def conv_output_shape(input_shape, weight_shape, padding):
+    """(B, C_out, H', W') of a stride-1 convolution."""
+    return (input_shape[0], weight_shape[0], input_shape[2] + 2 * padding[0] - weight_shape[2] + 1,
+            input_shape[3] + 2 * padding[1] - weight_shape[3] + 1)
+
+
+def convolution_limit(calls: Dict, repeats: int) -> float:
+    """Seconds of the recorded convolutions, each shape timed alone (median of
+    ``repeats`` after a warm-up) on channels_last tensors, times its calls."""
+    import torch
+    import torch.nn.functional as F
+    total = 0.0
+    with torch.no_grad():
+        for (input_shape, weight_shape, padding), count in calls.items():
+            x = torch.rand(input_shape).contiguous(memory_format=torch.channels_last)
+            weight = (torch.rand(weight_shape) - 0.5).contiguous(memory_format=torch.channels_last)
+            bias = torch.rand(weight_shape[0])
+            F.conv2d(x, weight, bias, padding=padding)
+            times = [timed(lambda: F.conv2d(x, weight, bias, padding=padding)) for _ in range(repeats)]
+            total += count * statistics.median(times)
+    return total
+
+
 # ----------------------------------------------------------------------------- child workloads
 
 def child_a_torch(args) -> Dict:
@@ -92,6 +169,19 @@ def child_a_torch(args) -> Dict:
             times.append(time.perf_counter() - start)
     gflop = counted_gflop(build_model(config), lambda m, d: m(x0.to(d), x1.to(d), dt.to(d)))
     return dict(seconds=statistics.median(times), gflop=gflop, frames=1)
+
+
+def child_a_limit(args) -> Dict:
+    import torch
+    config = QUICK if args.quick else STYLE
+    height, width = (128, 192) if args.quick else (704, 1280)
+    x0, x1 = frames_of_size(height, width)
+    run = lambda m, d: m(x0.to(d), x1.to(d), torch_full(d))  # noqa: E731
+    model = build_model(config)
+    calls = convolution_calls(model, run)
+    seconds = convolution_limit(calls, max(args.repeats, 3))
+    return dict(seconds=seconds, gflop=counted_gflop(model, run), frames=1,
+                note=f'{sum(calls.values())} convolutions ({len(calls)} shapes), each timed alone')
 
 
 def child_a_tensorflow(args) -> Dict:
@@ -234,7 +324,7 @@ def child_d(args) -> Dict:
     return dict(seconds=seconds, gflop=None, frames=1, note=f'tile {tile}' if tile else 'untiled')
 
 
-CHILDREN = {'A': {'torch': child_a_torch, 'tensorflow': child_a_tensorflow},
+CHILDREN = {'A': {'torch': child_a_torch, 'tensorflow': child_a_tensorflow, 'limit': child_a_limit},
             'B': {'forward-per-frame': child_b, 'balanced': child_b, 'recursive': child_b, 'direct': child_b},
             'C': {'forward-per-pair': child_c, 'reuse': child_c},
             'D': {'tiled': child_d}}
@@ -295,6 +385,7 @@ def main(argv=None) -> int:
     import torch
     print(f'# FILM benchmark: {"quick (tiny network)" if args.quick else "Style network"}, torch '
           f'{torch.__version__}, {torch.get_num_threads()} threads, {time.strftime("%Y-%m-%d")}', flush=True)
+    print(f'# {cpu_description()}; torch uses {torch.backends.cpu.get_cpu_capability()} kernels', flush=True)
     rows = []
     started = time.perf_counter()
     for workload in args.workloads:
@@ -308,7 +399,10 @@ def main(argv=None) -> int:
                   f'{result["rss_mb"] / 1024:.2f} GB', flush=True)
         if workload == 'A':
             ratio = results['tensorflow']['seconds'] / results['torch']['seconds']
-            results['torch']['note'] = f'{ratio:.2f}x TensorFlow\'s speed'
+            limit = results['limit']['seconds']
+            results['torch']['note'] = (f'{ratio:.2f}x TensorFlow\'s speed, '
+                                        f'{100 * limit / results["torch"]["seconds"]:.0f}% of the limit')
+            results['tensorflow']['note'] = f'{100 * limit / results["tensorflow"]["seconds"]:.0f}% of the limit'
         if workload == 'B':
             base = results['forward-per-frame']['seconds']
             for variant in ('balanced', 'recursive', 'direct'):
