@@ -103,3 +103,23 @@ def test_conv_pair_equals_the_convolution_of_the_concatenation(size):
     actual = util.conv_pair_leaky_relu(a, b, conv.weight, conv.bias)
     torch.testing.assert_close(actual, expected, rtol=0, atol=1e-5)
     assert actual.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_fusion_level_by_parts_equals_the_concatenated_input():
+    """On the CPU conv1 reads the two warped feature maps where they are and
+    only the narrow rest is concatenated; with autograd on, the level runs on
+    the whole concatenation as the original does."""
+    from fusion import FusionLevel
+    torch.manual_seed(0)
+    level = FusionLevel(coarser_channels=12, level_channels=2 * (3 + 8) + 4, filters=6).to(
+        memory_format=torch.channels_last)
+    height, width = 48, 64
+    coarser = util.to_channels_last(torch.randn(1, 12, height // 2, width // 2))
+    parts = [util.to_channels_last(torch.rand(1, c, height, width)) for c in (3, 8, 3, 8)]
+    parts += [torch.randn(1, 2, height, width), torch.randn(1, 2, height, width)]  # flows are NCHW
+    with torch.enable_grad():
+        expected = level(coarser, list(parts)).detach()
+    with torch.no_grad(), OpNames() as ops:
+        actual = level(coarser, list(parts))
+    assert 'mkldnn._convolution_pointwise_' in ops.names  # conv1 by parts did run
+    torch.testing.assert_close(actual, expected, rtol=0, atol=1e-5 * expected.abs().max().item())
