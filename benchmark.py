@@ -389,12 +389,15 @@ def main(argv=None) -> int:
     parser.add_argument('--quick', action='store_true', help='tiny network and frames: a smoke run for CI')
     parser.add_argument('--workloads', default='ABCD', help='which workloads to run (default: ABCD)')
     parser.add_argument('--repeats', type=int, default=3, help='timed calls for A and for the forward() baselines of B and C (median; default 3)')
+    parser.add_argument('--rounds', type=int, default=1,
+                        help='run each workload\'s variants this many times in alternation; the table shows '
+                             'medians (default 1)')
     parser.add_argument('--sequence_frames', type=int, default=30,
                         help='frames of the workload C sequence (default 30)')
     parser.add_argument('--child', nargs=2, metavar=('WORKLOAD', 'VARIANT'), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.repeats < 1 or args.sequence_frames < 2:
-        parser.error('--repeats must be >= 1 and --sequence_frames >= 2')
+    if args.repeats < 1 or args.rounds < 1 or args.sequence_frames < 2:
+        parser.error('--repeats and --rounds must be >= 1 and --sequence_frames >= 2')
     sys.path.insert(0, ROOT)
 
     if args.child:
@@ -416,17 +419,27 @@ def main(argv=None) -> int:
     print(f'# FILM benchmark: {"quick (tiny network)" if args.quick else "Style network"}, torch '
           f'{torch.__version__}, {torch.get_num_threads()} threads, {time.strftime("%Y-%m-%d")}', flush=True)
     print(f'# {cpu_description()}; torch uses {torch.backends.cpu.get_cpu_capability()} kernels', flush=True)
+    print(f'# load average at the start: {os.getloadavg()[0]:.2f} (anything above ~0.1 on an idle machine is '
+          f'someone else\'s work, and the figures are then not to be trusted)', flush=True)
     rows = []
     started = time.perf_counter()
     for workload in args.workloads:
+        # Rounds alternate the variants, so that a machine whose speed drifts
+        # (shared hosts do, by 20% over minutes) affects them all alike.
+        runs: Dict[str, List[Dict]] = {variant: [] for variant in CHILDREN[workload]}
+        for round_number in range(args.rounds):
+            for variant in CHILDREN[workload]:
+                result = run_child(workload, variant, args)
+                runs[variant].append(result)
+                print(f'  {workload} {variant}: {result["seconds"]:.2f} s/frame, '
+                      f'{result["rss_mb"] / 1024:.2f} GB (round {round_number + 1}, load {os.getloadavg()[0]:.2f})',
+                      flush=True)
         results = {}
-        for variant in CHILDREN[workload]:
-            result = run_child(workload, variant, args)
-            result.update(workload=workload, variant=variant)
+        for variant, variant_runs in runs.items():
+            result = dict(variant_runs[0], seconds=statistics.median(r['seconds'] for r in variant_runs),
+                          rss_mb=max(r['rss_mb'] for r in variant_runs), workload=workload, variant=variant)
             results[variant] = result
             rows.append(result)
-            print(f'  {workload} {variant}: {result["seconds"]:.2f} s/frame, '
-                  f'{result["rss_mb"] / 1024:.2f} GB', flush=True)
         if workload == 'A':
             ratio = results['tensorflow']['seconds'] / results['torch']['seconds']
             limit = results['limit']['seconds']
