@@ -9,7 +9,13 @@ Style configuration (filters 64, 34.4 M parameters) with random weights:
 speed does not depend on the weights' values. Workloads (as in the issue):
 
   A  one mid frame at 1280x704; the same network in TensorFlow
-     (tests/tf_film.py, same weights) measured in the same run, with the ratio
+     (tests/tf_film.py, same weights) measured in the same run, with the ratio;
+     the same torch run with glibc's malloc keeping freed memory
+     (``keep_freed_memory``: a setting for the program, not the network);
+     and the limit row: the forward's convolutions alone, each distinct shape
+     timed in isolation (channels_last, warm) and summed over the forward's
+     calls. No implementation of this network can beat that on this machine
+     with these convolution kernels; both A rows say what % of it they reach.
   B  7 in-between frames for the two photos (1024x768), each inference.py mode,
      and the baseline of one forward() per frame
   C  2x a 720p sequence through the video path (each frame encoded once,
@@ -74,6 +80,100 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_description() -> str:
+    """The CPU's model and the vector ISA that decides convolution speed."""
+    import platform
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open('/proc/cpuinfo') as info:
+            for line in info:
+                key, _, value = line.partition(':')
+                if key.strip() == 'model name':
+                    model = value.strip()
+                elif key.strip() == 'flags':
+                    flags = set(value.split())
+    except OSError:  # not Linux: the model as the platform names it, ISA unknown
+        return f'CPU: {model}, {os.cpu_count()} logical cores; ISA: unknown'
+    isa = [name for flag, name in (('avx2', 'AVX2'), ('avx512f', 'AVX-512'), ('avx512_bf16', 'AVX-512 BF16'),
+                                   ('amx_tile', 'AMX')) if flag in flags]
+    missing = [name for flag, name in (('avx512f', 'AVX-512'), ('avx512_bf16', 'AVX-512 BF16'), ('amx_tile', 'AMX'))
+               if flag not in flags]
+    return (f'CPU: {model}, {os.cpu_count()} logical cores; ISA: {", ".join(isa) or "no AVX2"}'
+            + (f' (no {", no ".join(missing)})' if missing else ''))
+
+
+def keep_freed_memory() -> bool:
+    """Makes glibc's malloc keep freed memory for reuse; False where it cannot.
+
+    By default every tensor above 32 MB is a fresh mmap, so each of the
+    forward pass's large tensors costs page faults and the kernel's zeroing
+    of its pages: measured 1.9 M faults and 3.5-4 s of system time per
+    1280x704 forward pass. Never returning memory to the kernel (no mmap, no
+    trimming) lets later passes reuse it: no faults, at the price of keeping
+    the process at its peak size. TensorFlow's own allocator does the same.
+    A process-wide setting, so it belongs to the program (a CLI), not to the
+    network; benchmark.py measures what it would give.
+    """
+    import ctypes
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4  # malloc.h
+    return mallopt(m_mmap_max, 0) == 1 and mallopt(m_trim_threshold, -1) == 1
+
+
+def convolution_calls(model, run) -> Dict:
+    """{(input shape, weight shape, padding): calls} of run(model_on_meta).
+
+    Recorded on the meta device, where the network takes its plain path: the
+    convolutions the network defines, each on its whole (concatenated) input,
+    whatever fusions the CPU path makes of them.
+    """
+    import copy
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    calls: Dict = {}
+
+    class Recorder(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.convolution.default:
+                stride, padding, dilation, transposed, _, groups = args[3:9]
+                if list(stride) != [1, 1] or list(dilation) != [1, 1] or transposed or groups != 1:
+                    raise ValueError(f'unexpected convolution {func} {args[3:9]}')
+                key = (tuple(args[0].shape), tuple(args[1].shape), tuple(padding))
+                calls[key] = calls.get(key, 0) + 1
+            return func(*args, **(kwargs or {}))
+
+    meta_model = copy.deepcopy(model).to('meta')
+    with Recorder(), torch.no_grad():
+        run(meta_model, 'meta')
+    return calls
+
+
+def conv_output_shape(input_shape, weight_shape, padding):
+    """(B, C_out, H', W') of a stride-1 convolution."""
+    return (input_shape[0], weight_shape[0], input_shape[2] + 2 * padding[0] - weight_shape[2] + 1,
+            input_shape[3] + 2 * padding[1] - weight_shape[3] + 1)
+
+
+def convolution_limit(calls: Dict, repeats: int) -> float:
+    """Seconds of the recorded convolutions, each shape timed alone (median of
+    ``repeats`` after a warm-up) on channels_last tensors, times its calls."""
+    import torch
+    import torch.nn.functional as F
+    total = 0.0
+    with torch.no_grad():
+        for (input_shape, weight_shape, padding), count in calls.items():
+            x = torch.rand(input_shape).contiguous(memory_format=torch.channels_last)
+            weight = (torch.rand(weight_shape) - 0.5).contiguous(memory_format=torch.channels_last)
+            bias = torch.rand(weight_shape[0])
+            F.conv2d(x, weight, bias, padding=padding)
+            times = [timed(lambda: F.conv2d(x, weight, bias, padding=padding)) for _ in range(repeats)]
+            total += count * statistics.median(times)
+    return total
+
+
 # ----------------------------------------------------------------------------- child workloads
 
 def child_a_torch(args) -> Dict:
@@ -92,6 +192,25 @@ def child_a_torch(args) -> Dict:
             times.append(time.perf_counter() - start)
     gflop = counted_gflop(build_model(config), lambda m, d: m(x0.to(d), x1.to(d), dt.to(d)))
     return dict(seconds=statistics.median(times), gflop=gflop, frames=1)
+
+
+def child_a_torch_kept_memory(args) -> Dict:
+    if not keep_freed_memory():
+        raise RuntimeError('mallopt is not available here (not glibc)')
+    return child_a_torch(args)
+
+
+def child_a_limit(args) -> Dict:
+    import torch
+    config = QUICK if args.quick else STYLE
+    height, width = (128, 192) if args.quick else (704, 1280)
+    x0, x1 = frames_of_size(height, width)
+    run = lambda m, d: m(x0.to(d), x1.to(d), torch_full(d))  # noqa: E731
+    model = build_model(config)
+    calls = convolution_calls(model, run)
+    seconds = convolution_limit(calls, max(args.repeats, 3))
+    return dict(seconds=seconds, gflop=counted_gflop(model, run), frames=1,
+                note=f'{sum(calls.values())} convolutions ({len(calls)} shapes), each timed alone')
 
 
 def child_a_tensorflow(args) -> Dict:
@@ -314,7 +433,8 @@ def child_e(args) -> Dict:
                      f'{resumed} of {segments} done and rendered {segments - resumed if segments else "all"}')
 
 
-CHILDREN = {'A': {'torch': child_a_torch, 'tensorflow': child_a_tensorflow},
+CHILDREN = {'A': {'torch': child_a_torch, 'torch-kept-memory': child_a_torch_kept_memory,
+                  'tensorflow': child_a_tensorflow, 'limit': child_a_limit},
             'B': {'forward-per-frame': child_b, 'balanced': child_b, 'recursive': child_b, 'direct': child_b},
             'C': {'forward-per-pair': child_c, 'reuse': child_c},
             'D': {'tiled': child_d},
@@ -350,12 +470,15 @@ def main(argv=None) -> int:
     parser.add_argument('--quick', action='store_true', help='tiny network and frames: a smoke run for CI')
     parser.add_argument('--workloads', default='ABCDE', help='which workloads to run (default: ABCDE)')
     parser.add_argument('--repeats', type=int, default=3, help='timed calls for A and for the forward() baselines of B and C (median; default 3)')
+    parser.add_argument('--rounds', type=int, default=1,
+                        help='run each workload\'s variants this many times in alternation; the table shows '
+                             'medians (default 1)')
     parser.add_argument('--sequence_frames', type=int, default=30,
                         help='frames of the workload C sequence (default 30)')
     parser.add_argument('--child', nargs=2, metavar=('WORKLOAD', 'VARIANT'), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.repeats < 1 or args.sequence_frames < 2:
-        parser.error('--repeats must be >= 1 and --sequence_frames >= 2')
+    if args.repeats < 1 or args.rounds < 1 or args.sequence_frames < 2:
+        parser.error('--repeats and --rounds must be >= 1 and --sequence_frames >= 2')
     sys.path.insert(0, ROOT)
 
     if args.child:
@@ -376,20 +499,38 @@ def main(argv=None) -> int:
     import torch
     print(f'# FILM benchmark: {"quick (tiny network)" if args.quick else "Style network"}, torch '
           f'{torch.__version__}, {torch.get_num_threads()} threads, {time.strftime("%Y-%m-%d")}', flush=True)
+    print(f'# {cpu_description()}; torch uses {torch.backends.cpu.get_cpu_capability()} kernels', flush=True)
+    print(f'# load average at the start: {os.getloadavg()[0]:.2f} (anything above ~0.1 on an idle machine is '
+          f'someone else\'s work, and the figures are then not to be trusted)', flush=True)
     rows = []
     started = time.perf_counter()
     for workload in args.workloads:
+        # Rounds alternate the variants, so that a machine whose speed drifts
+        # (shared hosts do, by 20% over minutes) affects them all alike.
+        runs: Dict[str, List[Dict]] = {variant: [] for variant in CHILDREN[workload]}
+        for round_number in range(args.rounds):
+            for variant in CHILDREN[workload]:
+                result = run_child(workload, variant, args)
+                runs[variant].append(result)
+                print(f'  {workload} {variant}: {result["seconds"]:.2f} s/frame, '
+                      f'{result["rss_mb"] / 1024:.2f} GB (round {round_number + 1}, load {os.getloadavg()[0]:.2f})',
+                      flush=True)
         results = {}
-        for variant in CHILDREN[workload]:
-            result = run_child(workload, variant, args)
-            result.update(workload=workload, variant=variant)
+        for variant, variant_runs in runs.items():
+            result = dict(variant_runs[0], seconds=statistics.median(r['seconds'] for r in variant_runs),
+                          rss_mb=max(r['rss_mb'] for r in variant_runs), workload=workload, variant=variant)
             results[variant] = result
             rows.append(result)
-            print(f'  {workload} {variant}: {result["seconds"]:.2f} s/frame, '
-                  f'{result["rss_mb"] / 1024:.2f} GB', flush=True)
         if workload == 'A':
             ratio = results['tensorflow']['seconds'] / results['torch']['seconds']
-            results['torch']['note'] = f'{ratio:.2f}x TensorFlow\'s speed'
+            limit = results['limit']['seconds']
+            results['torch']['note'] = (f'{ratio:.2f}x TensorFlow\'s speed, '
+                                        f'{100 * limit / results["torch"]["seconds"]:.0f}% of the limit')
+            results['tensorflow']['note'] = f'{100 * limit / results["tensorflow"]["seconds"]:.0f}% of the limit'
+            kept = results['torch-kept-memory']['seconds']
+            results['torch-kept-memory']['note'] = (
+                f'{results["tensorflow"]["seconds"] / kept:.2f}x TensorFlow\'s speed, {100 * limit / kept:.0f}% of the '
+                f'limit; glibc malloc keeps freed memory (mallopt)')
         if workload == 'B':
             base = results['forward-per-frame']['seconds']
             for variant in ('balanced', 'recursive', 'direct'):

@@ -36,7 +36,7 @@ class SubTreeExtractor(nn.Module):
         head = image
         for k, conv in enumerate(self.convs):
             if k < 2 * n:
-                head = util.leaky_relu(conv(head))
+                head = util.conv_leaky_relu(head, conv.weight, conv.bias)
                 if k % 2 == 1:
                     pyramid.append(head)
                     if k < 2 * n - 1:

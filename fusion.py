@@ -16,6 +16,7 @@ the last one.
 """
 from typing import List
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -73,11 +74,37 @@ class FusionLevel(nn.Module):
         The list is emptied once copied, so its tensors are freed before the
         convolutions allocate theirs.
         """
-        net = util.concat_channels(level_input, spare_channels=self.filters)
+        if util.fused_cpu_kernels(level_input[1]):
+            net = self._conv1_by_parts(coarser, level_input)
+        else:
+            net = util.concat_channels(level_input, spare_channels=self.filters)
+            level_input.clear()
+            self._upsample_conv_into(coarser, net[:, net.shape[1] - self.filters:])
+            net = util.conv_leaky_relu(net, self.conv1.weight, self.conv1.bias)
+        return util.conv_leaky_relu(net, self.conv2.weight, self.conv2.bias)
+
+    def _conv1_by_parts(self, coarser: Tensor, level_input: List[Tensor]) -> Tensor:
+        """conv1 + activation on the CPU without the level's concatenation.
+
+        The two warped feature maps (nearly all the channels) are read where
+        the warp wrote them; only the narrow rest (images, flows, up_conv)
+        is gathered into one buffer, and the three convolutions are summed
+        into one output (``util.conv_sum_leaky_relu``).
+        """
+        image0, features0, image1, features1, flow0, flow1 = level_input
+        rest = util.concat_channels([image0, image1, flow0, flow1], spare_channels=self.filters)
         level_input.clear()
-        self._upsample_conv_into(coarser, net[:, net.shape[1] - self.filters:])
-        net = util.leaky_relu(self.conv1(net))
-        return util.leaky_relu(self.conv2(net))
+        self._upsample_conv_into(coarser, rest[:, rest.shape[1] - self.filters:])
+        # conv1's input channels are [image0, features0, image1, features1, flow0, flow1, up_conv].
+        weight = self.conv1.weight
+        start1 = image0.shape[1] + features0.shape[1]
+        start_flows = start1 + image1.shape[1] + features1.shape[1]
+        rest_weight = torch.cat([weight[:, :image0.shape[1]], weight[:, start1:start1 + image1.shape[1]],
+                                 weight[:, start_flows:]], dim=1)
+        return util.conv_sum_leaky_relu(
+            [rest, features0, features1],
+            [rest_weight, weight[:, image0.shape[1]:start1], weight[:, start1 + image1.shape[1]:start_flows]],
+            self.conv1.bias)
 
 
 class Fusion(nn.Module):

@@ -60,6 +60,11 @@ class Interpolator(nn.Module):
         # Per level: both warped (image + features), then both flows.
         aligned_channels = [2 * (3 + c) + 4 for c in feature_channels[:fusion_pyramid_levels]]
         self.fusion = Fusion(aligned_channels, filters, specialized_levels)
+        # Conv weights in the activations' layout (channels_last): otherwise
+        # every CPU convolution first copies its weight into that layout, about
+        # 0.4 GB of copies per forward pass whatever the frame size. Loading a
+        # state dict copies values into these tensors and keeps the layout.
+        self.to(memory_format=torch.channels_last)
 
     def _check_inputs(self, x0: Tensor, x1: Tensor):
         if x0.dim() != 4 or x0.shape[1] != 3 or x0.shape != x1.shape:

@@ -35,11 +35,14 @@ class FlowEstimator(nn.Module):
         self.convs = nn.ModuleList(convs)
 
     def forward(self, features_a: Tensor, features_b: Tensor) -> Tensor:
-        net = util.concat_channels([features_a, features_b])
+        net = features_a
         for j, conv in enumerate(self.convs):
-            net = conv(net)
-            if j < self.activated:
-                net = util.leaky_relu(net)
+            if j == 0:
+                net = util.conv_pair_leaky_relu(features_a, features_b, conv.weight, conv.bias)
+            elif j < self.activated:
+                net = util.conv_leaky_relu(net, conv.weight, conv.bias)
+            else:
+                net = conv(net)
         return net
 
 

@@ -19,7 +19,7 @@ Conventions, stated once for the whole network:
   ``image`` at (y + flow_y, x + flow_x), bilinearly, clamping sample positions
   to the image border, as the original's warp does.
 """
-from typing import List, Tuple
+from typing import List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,70 @@ def leaky_relu(x: Tensor) -> Tensor:
     # full-size buffer saves memory traffic. (A literal slope: TorchScript
     # cannot read a module-level float.)
     return F.leaky_relu_(x, 0.2)
+
+
+def fused_cpu_kernels(x: Tensor) -> bool:
+    """Whether ``x`` can take oneDNN's fused CPU kernels (``conv_leaky_relu``).
+
+    float32 only: oneDNN refuses float16 on CPUs without AVX-512 FP16, and
+    bfloat16 keeps the plain path, whose speed the precision checks measure.
+    Inference only, as those ops have no autograd formula. Inputs of at most
+    20480 values take the plain path, as torch's own convolution does: there
+    its non-oneDNN kernel is faster (3x on the tiny test networks). Other
+    devices take the plain ops, so a scripted model stays portable: the fused
+    op is only named in the file, never called there.
+    """
+    return (x.device.type == 'cpu' and x.dtype == torch.float32 and x.numel() > 20480
+            and not torch.is_grad_enabled())
+
+
+def conv_leaky_relu(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """``leaky_relu(conv(x))`` for the network's odd-sized 'same' convolutions
+    (stride 1, padding k // 2: ``conv3x3`` and ``conv1x1``), given as weight and
+    bias (TorchScript does not let a function read a Conv2d's settings).
+
+    On the CPU it is one oneDNN convolution with the activation as a post-op:
+    the output is written once and not read again, where the in-place
+    activation was a second full pass over it.
+    """
+    padding = weight.shape[-1] // 2
+    if fused_cpu_kernels(x):
+        # The op's scalar list has a type TorchScript cannot infer from a literal.
+        slope: List[Optional[Union[float, int, complex]]] = [0.2]
+        return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, [padding, padding], [1, 1], [1, 1], 1,
+                                                       'leaky_relu', slope, None)
+    return leaky_relu(F.conv2d(x, weight, bias, padding=padding))
+
+
+def conv_sum_leaky_relu(inputs: List[Tensor], weights: List[Tensor], bias: Optional[Tensor]) -> Tensor:
+    """``leaky_relu(sum_k conv(inputs[k], weights[k]) + bias)``, on the CPU only
+    (``fused_cpu_kernels``): the convolution of the inputs' channel
+    concatenation by the weights concatenated along their input channels.
+
+    A convolution is a sum over its input channels, so each input's share is
+    accumulated into one output by oneDNN (sum post-op) and the inputs are read
+    where they are: no concatenation buffer is written and read again (at the
+    finest flow level that buffer has 128 channels, the output 32).
+    """
+    padding = weights[0].shape[-1] // 2
+    none: List[Optional[Union[float, int, complex]]] = []
+    out = torch.ops.mkldnn._convolution_pointwise(inputs[0], weights[0], bias, [padding, padding], [1, 1], [1, 1],
+                                                  1, 'none', none, None)
+    for k in range(1, len(inputs)):
+        torch.ops.mkldnn._convolution_pointwise_(out, inputs[k], weights[k], None, [padding, padding], [1, 1],
+                                                 [1, 1], 1, 'add', None, None, none, None)
+    # oneDNN fuses only ReLU after a sum, hence the separate activation (on
+    # the output, narrower than the inputs).
+    return leaky_relu(out)
+
+
+def conv_pair_leaky_relu(a: Tensor, b: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """``conv_leaky_relu(cat([a, b], 1), weight, bias)``, without the
+    concatenation on the CPU (``conv_sum_leaky_relu``)."""
+    if not fused_cpu_kernels(a):
+        return conv_leaky_relu(concat_channels([a, b]), weight, bias)
+    split = a.shape[1]
+    return conv_sum_leaky_relu([a, b], [weight[:, :split], weight[:, split:]], bias)
 
 
 def to_channels_last(x: Tensor) -> Tensor:

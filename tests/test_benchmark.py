@@ -1,4 +1,6 @@
 """benchmark.py --quick: every workload runs and the table is complete (a smoke test, not a timing)."""
+import pytest
+
 import benchmark
 
 
@@ -7,15 +9,52 @@ def test_quick_benchmark_prints_every_row(capsys):
     output = capsys.readouterr().out
     table = [line for line in output.splitlines() if line.startswith('| ') and 'workload' not in line]
     variants = [line.split('|')[2].strip() for line in table]
-    assert variants == ['torch', 'tensorflow', 'forward-per-frame', 'balanced', 'recursive', 'direct',
-                        'forward-per-pair', 'reuse', 'tiled', 'one-segment', 'one-process', 'ray-2-workers',
-                        'resume']
+    assert variants == ['torch', 'torch-kept-memory', 'tensorflow', 'limit', 'forward-per-frame', 'balanced',
+                        'recursive', 'direct', 'forward-per-pair', 'reuse', 'tiled', 'one-segment', 'one-process',
+                        'ray-2-workers', 'resume']
     for line in table:
         seconds = float(line.split('|')[3])
         assert seconds > 0
     assert "TensorFlow's speed" in output and 'forward-per-frame' in output
     assert 'throughput' in output and 'per extra segment' in output and 'Ray workers ready' in output
     assert 'the rerun found' in output
+    # The CPU and its vector ISA head the output: figures depend on them.
+    cpu_line = next(line for line in output.splitlines() if line.startswith('# CPU: '))
+    assert 'ISA: ' in cpu_line
+    # Both workload A rows say how far they are from the limit row.
+    notes = {line.split('|')[2].strip(): line.split('|')[6] for line in table}
+    for variant in ('torch', 'torch-kept-memory', 'tensorflow'):
+        assert '% of the limit' in notes[variant], variant
+    assert 'each timed alone' in notes['limit']
+
+
+def test_cpu_description_names_the_vector_isa():
+    description = benchmark.cpu_description()
+    assert description.startswith('CPU: ') and 'ISA: ' in description
+    with open('/proc/cpuinfo') as info:
+        flags = next(line for line in info if line.startswith('flags')).split()
+    if 'avx512f' in flags:
+        assert 'AVX-512' in description.split('(no')[0]
+    if 'avx512_bf16' not in flags:
+        assert 'no AVX-512 BF16' in description
+
+
+def test_limit_counts_every_convolution_of_the_forward():
+    """The limit row times each distinct convolution once and multiplies by its
+    calls: the calls must be all of the forward's convolutions (its counted
+    FLOPs), each on its whole concatenated input."""
+    import torch
+    model = benchmark.build_model(benchmark.QUICK)
+    x0, x1 = benchmark.frames_of_size(64, 96)
+    run = lambda m, d: m(x0.to(d), x1.to(d), benchmark.torch_full(d))  # noqa: E731
+    calls = benchmark.convolution_calls(model, run)
+    flop = sum(2 * count * torch.Size(benchmark.conv_output_shape(inputs, weight, padding)).numel() * torch.Size(weight[1:]).numel()
+               for (inputs, weight, padding), count in calls.items())
+    assert flop / 1e9 == pytest.approx(benchmark.counted_gflop(model, run), rel=1e-9)
+    # The finest flow predictor's first conv sees both feature maps at once.
+    first_flow_conv = model.flow_estimator.predictors[0].convs[0].weight.shape
+    assert any(weight == first_flow_conv and inputs[1] == first_flow_conv[1] for inputs, weight, _ in calls)
+    assert benchmark.convolution_limit(calls, 1) > 0
 
 
 def test_sequence_frames_all_have_the_full_size():
