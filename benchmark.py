@@ -102,27 +102,6 @@ def cpu_description() -> str:
             + (f' (no {", no ".join(missing)})' if missing else ''))
 
 
-def keep_freed_memory() -> bool:
-    """Makes glibc's malloc keep freed memory for reuse; False where it cannot.
-
-    By default every tensor above 32 MB is a fresh mmap, so each of the
-    forward pass's large tensors costs page faults and the kernel's zeroing
-    of its pages: measured 1.9 M faults and 3.5-4 s of system time per
-    1280x704 forward pass. Never returning memory to the kernel (no mmap, no
-    trimming) lets later passes reuse it: no faults, at the price of keeping
-    the process at its peak size. TensorFlow's own allocator does the same.
-    A process-wide setting, so it belongs to the program (a CLI), not to the
-    network; benchmark.py measures what it would give.
-    """
-    import ctypes
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc
-        return False
-    m_trim_threshold, m_mmap_max = -1, -4  # malloc.h
-    return mallopt(m_mmap_max, 0) == 1 and mallopt(m_trim_threshold, -1) == 1
-
-
 def convolution_calls(model, run) -> Dict:
     """{(input shape, weight shape, padding): calls} of run(model_on_meta).
 
@@ -195,13 +174,13 @@ def child_a_torch(args) -> Dict:
 
 
 def child_a_torch_kept_memory(args) -> Dict:
-    if not keep_freed_memory():
+    import runtime
+    if not runtime.keep_freed_memory():
         raise RuntimeError('mallopt is not available here (not glibc)')
     return child_a_torch(args)
 
 
 def child_a_limit(args) -> Dict:
-    import torch
     config = QUICK if args.quick else STYLE
     height, width = (128, 192) if args.quick else (704, 1280)
     x0, x1 = frames_of_size(height, width)

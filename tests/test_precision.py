@@ -54,3 +54,29 @@ def test_reduced_precision_stays_close_and_keeps_float32_flows(frames, dtype, as
     # measured 1.5e-3 (bf16) and 2.6e-4 (fp16) of the largest flow.
     flow_error = (outputs['forward_flow_pyramid/0'] - reference['forward_flow_pyramid/0']).abs().max()
     assert flow_error <= 1e-2 * reference['forward_flow_pyramid/0'].abs().max()
+
+
+@pytest.mark.parametrize('avx512_bf16, amx, native', [(False, False, False), (True, False, True), (False, True, True)])
+def test_bf16_is_native_on_x86_only_with_avx512_bf16_or_amx(monkeypatch, avx512_bf16, amx, native):
+    """oneDNN calls bf16 supported on any AVX-512 CPU, where it is emulated (3-7x slower than fp32)."""
+    import runtime
+    monkeypatch.setattr(runtime, '_is_x86', lambda: True)
+    monkeypatch.setattr(torch.cpu, '_is_avx512_bf16_supported', lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, '_is_amx_tile_supported', lambda: amx)
+    assert runtime.native_precision_support(torch.device('cpu'), 'bf16') is native
+
+
+def test_kept_memory_is_counted_in_the_tile_choice(monkeypatch):
+    """With freed memory kept (the CLIs' default on glibc), peaks are ~1.3x higher: tiles get smaller."""
+    import runtime
+    import tiling
+    from conftest import random_interpolator
+    model = random_interpolator(filters=4, flow_filters=(4, 4, 8, 8))
+    needed = (tiling.ESTIMATE_HEADROOM * tiling.estimate_peak_memory(2048, 2048, filters=4)
+              + tiling.FRAME_BUFFER_VALUES_PER_PIXEL * 4 * 2048 * 2048)
+    budget = 1.05 * needed / 2 ** 30  # fits with the default allocator, not with 1.3x
+    monkeypatch.setattr(runtime, '_memory_kept', False)
+    default = runtime.apply_tiling(model, 2048, 2048, None, budget, torch.float32)
+    monkeypatch.setattr(runtime, '_memory_kept', True)
+    kept = runtime.apply_tiling(model, 2048, 2048, None, budget, torch.float32)
+    assert default is model and isinstance(kept, tiling.TiledInterpolator)
