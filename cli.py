@@ -19,13 +19,15 @@ import sys
 import threading
 from fractions import Fraction
 
-# OpenMP threads that wait for each other should sleep, not spin: when another
-# job shares the CPU, libgomp's default spinning made a run 4-30x slower than
-# the same run with one thread (measured, see README "Sharing the CPU"); idle,
-# sleeping costs nothing measurable. libgomp reads this once, when torch loads
-# it, so the command-line tools import this module before anything imports
-# torch. A value the user set is kept.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OpenMP threads that wait for each other spin only briefly before they
+# sleep: beside another multi-threaded job, libgomp's default (300,000 spins)
+# made a run 5x slower than idle, where a fair share is 2x; 10,000 spins (tens
+# of microseconds) brought it to 2.2x and kept the idle speed, which sleeping
+# at once (OMP_WAIT_POLICY=PASSIVE) did not (measured; README "Sharing the CPU"). libgomp reads
+# this once, when torch loads it, so the command-line tools import this
+# module before anything imports torch. A setting of the user's is kept.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 import torch  # noqa: E402 (after the OpenMP setting above)
 from tqdm import tqdm  # noqa: E402

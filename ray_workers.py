@@ -148,8 +148,9 @@ class RayRenderer:
     def _init(self, ray) -> None:
         runtime_env = {"working_dir": ROOT,
                        "excludes": ["tests/", ".git/", "photos/", "out/", "*.pt", "*.pth", "__pycache__/"],
-                       # Workers share the CPU: their OpenMP threads must sleep while they wait (see cli.py).
-                       "env_vars": {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}}
+                       # Workers share the CPU: their OpenMP threads must not spin long (see cli.py).
+                       "env_vars": {name: os.environ[name] for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+                                    if name in os.environ}}
         options = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
                        runtime_env=runtime_env)
         if self.address is None:

@@ -90,15 +90,17 @@ def test_film_debug_shows_the_traceback(monkeypatch):
 
 
 @pytest.mark.parametrize("program", ["inference", "inference_video", "export"])
-def test_openmp_threads_sleep_while_waiting_unless_the_user_says_otherwise(program):
+def test_openmp_threads_spin_briefly_unless_the_user_says_otherwise(program):
     """Set before torch loads libgomp (which reads it once): a program's first import is cli."""
     import subprocess
     import sys
-    code = f"import {program}, os, sys; print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)"
-    environment = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
-    for given, expected in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
-        if given:
-            environment["OMP_WAIT_POLICY"] = given
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment,
-                                cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=120)
-        assert result.stdout.split() == [expected, "True"], result.stderr
+    code = (f"import {program}, os, sys; "
+            f"print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    for given, expected in (({}, ["10000", "None"]), ({"GOMP_SPINCOUNT": "5"}, ["5", "None"]),
+                            ({"OMP_WAIT_POLICY": "ACTIVE"}, ["None", "ACTIVE"])):
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                env={**environment, **given}, timeout=120,
+                                cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        assert result.stdout.split() == expected + ["True"], result.stderr
