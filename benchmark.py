@@ -40,6 +40,8 @@ import sys
 import time
 from typing import Dict, List
 
+import cli  # noqa: E402,F401 -- first: the CLIs' OpenMP settings, so that the figures are theirs
+
 ROOT = os.path.dirname(os.path.abspath(__file__))
 STYLE = dict(filters=64, flow_filters=(32, 64, 128, 256))
 QUICK = dict(filters=4, flow_filters=(4, 4, 8, 8))
