@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from fractions import Fraction
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import cli  # first: it sets how OpenMP threads wait before torch loads
 import torch
@@ -160,10 +160,12 @@ output:
 {ENCODING_EPILOG}
 
 long videos (segments, resuming, workers):
-  The source is cut into segments of --segment_frames source frames (default
-  10 s; a segment shares its last frame with the next one), each rendered
-  into a chunk file in the work folder (--workdir, default SAVE_PATH.parts)
-  and written atomically. When every segment is done the chunks are joined
+  The source is cut into segments of about --segment_frames source frames
+  (default 10 s; a segment shares its last frame with the next one): a
+  boundary moves to a scene cut up to half a segment away, found by a
+  decoding pass before the first segment (saved for resuming). Each segment
+  is rendered into a chunk file in the work folder (--workdir, default
+  SAVE_PATH.parts) and written atomically. When every segment is done the chunks are joined
   without re-encoding (exact timestamps, one keyframe per chunk), the audio
   is added once, and the work folder is removed (--keep_workdir keeps it).
   The frames are those of a run in one piece.
@@ -215,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     jobs = parser.add_argument_group("long videos: segments, resuming, workers (see below)")
     jobs.add_argument("--segment_frames", "--segment-frames", dest="segment_frames", type=cli.whole_number(1),
                       default=None, metavar="N",
-                      help=f"source frames per segment (default: {video_jobs.DEFAULT_SEGMENT_SECONDS} s of source)")
+                      help=f"source frames per segment (default: {video_jobs.DEFAULT_SEGMENT_SECONDS} s of source); "
+                           "a boundary moves to a scene cut within half a segment")
     jobs.add_argument("--workdir", default=None, metavar="FOLDER",
                       help="where finished segments are kept until the output is complete "
                            "(default: SAVE_PATH.parts beside the output)")
@@ -287,33 +290,38 @@ def run(args: argparse.Namespace) -> int:
         if source.audio_streams and not with_audio:
             log.warning("the audio is not written to PNG frames")
         source.discard_audio()  # a video output gets it from the input when the chunks are joined
-        dedup = video_pipeline.DedupStats()
-        if args.dedup is None:
-            times = source.frame_times()
-        else:
-            # Which frames are duplicates is decided once for the whole job
-            # (a decoding pass), so that every segment keeps the same frames.
-            times = [frame.time for frame in video_pipeline.drop_duplicates(source.frames(), args.dedup, dedup)]
-        if len(times) < 2:
-            raise media_io.MediaError(f"{args.input}: at least 2 frames are needed")
-        multiplier = None if args.fps is not None else (args.multiplier or DEFAULT_MULTIPLIER)
-        clock = video_pipeline.OutputClock(times[0], rate, source.time_resolution, lattice=multiplier,
-                                           snap_all=args.mode == "recursive")
         segment_frames = args.segment_frames or max(1, round(video_jobs.DEFAULT_SEGMENT_SECONDS * source.rate))
-        job = video_jobs.JobSpec(
-            input_path=os.path.abspath(args.input), folder_fps=folder_fps, model_path=os.path.abspath(args.model_path),
-            mode=args.mode, rate=rate, lattice=multiplier, scene_threshold=args.scene_threshold, start=times[0],
-            tick=source.time_resolution, width=source.width, height=source.height,
-            total_frames=video_jobs.count_output_frames(times, clock),
-            workdir=os.path.abspath(args.workdir or default_workdir(save_path)),
-            chunk_extension=video_jobs.VIDEO_CHUNK_EXTENSION if kind == "video" else "",
-            gpu=args.gpu, precision=args.precision, tile=args.tile, max_memory=args.max_memory,
-            threads=args.threads, encoding=encoding,
-            kept_times=frozenset(times) if args.dedup is not None else None)
-    segments = video_jobs.plan_segments(times, clock, segment_frames)
-    render, device = make_renderer(args, job)
-    folder = video_jobs.WorkFolder(job.workdir)
-    folder.open(video_jobs.manifest_for(job, segment_frames, job_settings(args, encoding)), restart=args.restart)
+        input_path, model_path = os.path.abspath(args.input), os.path.abspath(args.model_path)
+        chunk_extension = video_jobs.VIDEO_CHUNK_EXTENSION if kind == "video" else ""
+        # The model (and a cluster's address) are checked before the work
+        # folder is made and the source scanned, which can take minutes.
+        local_model = prepare_workers(args, model_path, (source.height, source.width))
+        folder = video_jobs.WorkFolder(args.workdir or default_workdir(save_path))
+        folder.open(video_jobs.manifest_for(input_path, model_path, chunk_extension, segment_frames,
+                                            job_settings(args, encoding)), restart=args.restart)
+        try:
+            scan = scan_for_job(args, source, folder, segment_frames)
+            times = scan.times
+            if len(times) < 2:
+                raise media_io.MediaError(f"{args.input}: at least 2 frames are needed")
+            multiplier = None if args.fps is not None else (args.multiplier or DEFAULT_MULTIPLIER)
+            clock = video_pipeline.OutputClock(times[0], rate, source.time_resolution, lattice=multiplier,
+                                               snap_all=args.mode == "recursive")
+            job = video_jobs.JobSpec(
+                input_path=input_path, folder_fps=folder_fps, model_path=model_path,
+                mode=args.mode, rate=rate, lattice=multiplier, scene_threshold=args.scene_threshold,
+                start=times[0], tick=source.time_resolution, width=source.width, height=source.height,
+                total_frames=video_jobs.count_output_frames(times, clock), workdir=folder.path,
+                chunk_extension=chunk_extension, gpu=args.gpu, precision=args.precision, tile=args.tile,
+                max_memory=args.max_memory, threads=args.threads, encoding=encoding,
+                kept_times=frozenset(times) if args.dedup is not None else None)
+            segments = video_jobs.plan_segments(times, clock, segment_frames, scan.cuts)
+            render, device = make_renderer(args, job, local_model)
+        except BaseException as error:
+            note = folder.close_after_failure()
+            if note:
+                error.note = note
+            raise
     with tqdm(total=job.total_frames, desc="Interpolating", unit="frame", dynamic_ncols=True) as bar:
         result = video_jobs.run_job(job, segments, folder, save_path, render=render,
                                     source_audio=job.input_path if with_audio else None, progress_bar=bar,
@@ -323,19 +331,61 @@ def run(args: argparse.Namespace) -> int:
     for chunk in result.chunks.values():
         if chunk.warning:
             log.warning(chunk.warning)
-    print_summary(args, job, segments, result, dedup.frames or len(times), device, save_path, kind, dedup,
-                  time.perf_counter() - started)
+    print_summary(args, job, segments, result, scan, device, save_path, kind, time.perf_counter() - started)
     return 0
 
 
-def make_renderer(args: argparse.Namespace, job: video_jobs.JobSpec):
-    """(render function for video_jobs.run_job, where it runs): in this process, or Ray workers."""
+def scan_for_job(args: argparse.Namespace, source: video_io.FrameSource, folder: video_jobs.WorkFolder,
+                 segment_frames: int) -> video_jobs.SourceScan:
+    """The frames the job uses and its scene cuts: from an earlier run's work folder, a decoding pass, or the index.
+
+    The pass decides --dedup once for the whole job (every segment must keep
+    the same frames) and finds the scene cuts that segment boundaries move
+    to; a job of one segment without --dedup needs neither and reads only
+    the frames' times. The pass's result is saved in the work folder, so
+    that a resumed job does not decode the source again.
+    """
+    scan = folder.load_scan()
+    if scan is not None:
+        return scan
+    times = source.frame_times()
+    segmented = len(times) - 1 > segment_frames and args.scene_threshold < 1
+    if args.dedup is None and not segmented:
+        return video_jobs.SourceScan(times, [], len(times), 0)
+    with tqdm(total=len(times), desc="Scanning the source", unit="frame", dynamic_ncols=True, leave=False) as bar:
+        scan = video_jobs.scan_source(source.frames(), scene_threshold=args.scene_threshold if segmented else 1,
+                                      dedup=args.dedup, progress=bar)
+    if args.dedup is None:
+        # The frames' times stay those of the index, as in a job of one
+        # segment (a damaged file can decode fewer); the cuts are placed among them.
+        cut_times = {scan.times[cut] for cut in scan.cuts}
+        scan = video_jobs.SourceScan(times, [i for i, time in enumerate(times) if time in cut_times], len(times), 0)
+    if len(scan.times) >= 2:  # else the job is refused: nothing to keep
+        folder.save_scan(scan)
+    return scan
+
+
+def prepare_workers(args: argparse.Namespace, model_path: str,
+                    frame_size: Tuple[int, int]) -> Optional[runtime.ModelRuntime]:
+    """The model opened in this process for a one-worker run; for Ray workers (None), the model and address checked."""
     workers = args.workers or default_workers(args)
     if args.ray is None and workers == 1:
-        render = video_jobs.InProcessRenderer(job)
-        return render, render.model_runtime.device.type
+        return runtime.open_model(model_path, gpu=args.gpu, precision=args.precision, frame_size=frame_size,
+                                  tile=args.tile, max_memory_gb=args.max_memory, threads=args.threads)
     import ray_workers
-    runtime.load_model(job.model_path)  # a bad model file fails here, in one line, before Ray starts
+    ray_workers.import_ray()  # Ray missing: how to install it, before any work
+    runtime.load_model(model_path)  # a bad model file fails here, in one line, before Ray starts
+    if args.ray is not None:
+        ray_workers.check_reachable(args.ray)
+    return None
+
+
+def make_renderer(args: argparse.Namespace, job: video_jobs.JobSpec, local_model: Optional[runtime.ModelRuntime]):
+    """(render function for video_jobs.run_job, where it runs): in this process, or Ray workers."""
+    if local_model is not None:
+        return video_jobs.InProcessRenderer(job, local_model), local_model.device.type
+    import ray_workers
+    workers = args.workers or default_workers(args)
     threads = args.threads or max(1, runtime.default_threads() // workers)
     return ray_workers.RayRenderer(job, workers, address=args.ray, threads_per_worker=threads, gpu=args.gpu), \
         ("cuda" if args.gpu else "cpu") + f", {workers} Ray workers"
@@ -364,7 +414,7 @@ def default_workdir(save_path: str) -> str:
     return save_path.rstrip("/" + os.sep) + ".parts"
 
 
-def print_summary(args, job, segments, result, source_frames, device, save_path, kind, dedup, seconds):
+def print_summary(args, job, segments, result, scan, device, save_path, kind, seconds):
     chunks = list(result.chunks.values())
     total = lambda field: sum(getattr(chunk, field) for chunk in chunks)
     cuts = f"{total('scene_cuts')} scene cut{'s' if total('scene_cuts') != 1 else ''}"
@@ -372,10 +422,10 @@ def print_summary(args, job, segments, result, source_frames, device, save_path,
         cuts += f" ({total('repeated_at_cuts')} frames repeated there)"
     audio_note = f"; audio {' and '.join(result.audio_notes)}" if result.audio_notes else ""
     dropped = "" if args.dedup is None else \
-        f"; {dedup.dropped} of {dedup.frames} source frames dropped as duplicates (--dedup {args.dedup:g})"
+        f"; {scan.dropped} of {scan.frames} source frames dropped as duplicates (--dedup {args.dedup:g})"
     resumed = f"; resumed: {result.resumed_segments} of {len(segments)} segments were done" \
         if result.resumed_segments else ""
-    print(f"{source_frames} source frames ({job.width}x{job.height}) -> {total('frames')} frames "
+    print(f"{scan.frames} source frames ({job.width}x{job.height}) -> {total('frames')} frames "
           f"at {cli.format_fps(job.rate)} fps: {total('made')} made ({args.mode} mode, {device}, "
           f"{total('compute_seconds'):.1f} s), {total('passed_through')} passed through; {cuts}{dropped}{audio_note}"
           f"{resumed}; written as {media_io.describe_kind(kind, job.encoding)} to {os.path.abspath(save_path.rstrip('/' + os.sep))} "

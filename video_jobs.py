@@ -4,14 +4,19 @@ A job raises a video's frame rate as ``video_pipeline`` does in one pass, but
 in pieces that any worker can render and that survive an interruption:
 
 - Segments. The source's frames (their times read from the file without
-  decoding, ``FrameSource.frame_times``) are cut every ``segment_frames``
-  frames. Segment k starts at source frame a_k and ends at a_(k+1), which it
-  shares with the next segment; it renders the output frames
+  decoding, ``FrameSource.frame_times``) are cut about every
+  ``segment_frames`` frames, at a scene cut when there is one nearby
+  (``segment_starts``; the cuts, and the frames that --dedup keeps, come
+  from one decoding pass, ``scan_source``, saved in the work folder as
+  ``scan.json`` so that a resumed job does not decode the source again).
+  Segment k starts at source frame a_k and ends at a_(k+1), which it shares
+  with the next segment; it renders the output frames
   ``first_output <= n < end_output`` (``Segment``), i.e. those that one
   ``OutputClock`` over the whole video places in the pairs a_k ... a_(k+1)
   (the last segment: up to the end). Because a frame's placement does not
   depend on the window, the segments give exactly the frames of a one-piece
-  run. ``render_segment`` is a pure function of (job, segment) -> one chunk.
+  run, wherever the boundaries fall. ``render_segment`` is a pure function
+  of (job, segment) -> one chunk.
 - Chunks. Segment k is written to ``<workdir>/chunks/chunk_<k>.<ext>`` in
   the output's format, frames numbered as in the whole job (video pts n in
   time base 1 / rate; PNG frame numbers n), each chunk starting with a
@@ -60,6 +65,7 @@ from media_io import MediaError
 log = logging.getLogger("film")
 
 MANIFEST_NAME = "manifest.json"
+SCAN_NAME = "scan.json"
 CHUNKS_FOLDER = "chunks"
 LOCK_NAME = ".lock"
 MANIFEST_FORMAT = 1
@@ -138,20 +144,95 @@ def count_output_frames(times: Sequence[Fraction], clock: video_pipeline.OutputC
     return math.floor((times[-1] + clock.tick / 2 - clock.start) * clock.rate) + 1
 
 
-def plan_segments(times: Sequence[Fraction], clock: video_pipeline.OutputClock,
-                  segment_frames: int) -> List[Segment]:
-    """Segments of ``segment_frames`` source frames (see the module docstring); none is empty."""
-    if len(times) < 2:
-        raise MediaError("at least 2 frames are needed")
+def segment_starts(frame_count: int, segment_frames: int, cuts: Sequence[int] = ()) -> List[int]:
+    """Indices of the source frames where segments start: every ``segment_frames``, moved to a scene cut nearby.
+
+    A segment's nominal end a + ``segment_frames`` is moved to the scene cut
+    (the index of the first frame of a new scene) nearest to it within half
+    a segment either way, so segments stay between half and one and a half
+    ``segment_frames`` long. A chunk starts with a keyframe, and a cut is
+    where the encoder wants one anyway. The frames are the same wherever the
+    boundaries fall (see ``plan_segments``).
+    """
     if segment_frames < 1:
         raise ValueError(f"segment_frames must be at least 1, not {segment_frames}")
+    last = frame_count - 1  # a segment starting at the last frame would have no pair
+    cuts = sorted(cut for cut in set(cuts) if 0 < cut < last)
+    starts = [0]
+    while starts[-1] + segment_frames < last:
+        aim = starts[-1] + segment_frames
+        low, high = starts[-1] + max(1, (segment_frames + 1) // 2), aim + segment_frames // 2
+        near = cuts[bisect.bisect_left(cuts, low):bisect.bisect_right(cuts, high)]
+        starts.append(min(near, key=lambda cut: (abs(cut - aim), cut)) if near else aim)
+    return starts
+
+
+def plan_segments(times: Sequence[Fraction], clock: video_pipeline.OutputClock,
+                  segment_frames: int, cuts: Sequence[int] = ()) -> List[Segment]:
+    """Segments of about ``segment_frames`` source frames (``segment_starts``; see the module docstring); none is empty.
+
+    ``cuts``: indices into ``times`` of the frames that start a new scene (``scan_source``).
+    """
+    if len(times) < 2:
+        raise MediaError("at least 2 frames are needed")
     starts = [(0, times[0])]
-    for first in range(segment_frames, len(times) - 1, segment_frames):
+    for first in segment_starts(len(times), segment_frames, cuts)[1:]:
         first_output = clock.first_index_from(times[first])
         if first_output > starts[-1][0]:  # a segment with no output frame is merged into the next
             starts.append((first_output, times[first]))
     return [Segment(k, start_time, first_output, starts[k + 1][0] if k + 1 < len(starts) else None)
             for k, (first_output, start_time) in enumerate(starts)]
+
+
+class SourceScan(NamedTuple):
+    """What one decoding pass over the source found (``scan_source``)."""
+
+    times: List[Fraction]         # times of the frames the job uses (after --dedup)
+    cuts: List[int]               # indices into ``times`` of the frames that start a new scene
+    frames: int                   # source frames decoded (before --dedup)
+    dropped: int                  # of those, dropped as duplicates
+
+    def to_json(self) -> dict:
+        return {"times": [str(time) for time in self.times], "cuts": self.cuts, "frames": self.frames,
+                "dropped": self.dropped}
+
+    @classmethod
+    def from_json(cls, content: dict) -> "SourceScan":
+        return cls([Fraction(time) for time in content["times"]], [int(cut) for cut in content["cuts"]],
+                   int(content["frames"]), int(content["dropped"]))
+
+
+def scan_source(frames: Iterator[video_io.SourceFrame], *, scene_threshold: float,
+                dedup: Optional[float] = None, progress=None) -> SourceScan:
+    """Decides, once for the whole job, which frames --dedup drops and where the scene cuts are.
+
+    The cuts are found as ``video_pipeline.interpolate_stream`` finds them
+    (``scene_difference`` of consecutive used frames above
+    ``scene_threshold``); they only place segment boundaries, which do not
+    change any frame. ``progress``: a tqdm-like bar, updated per decoded frame.
+    """
+    stats = video_pipeline.DedupStats()
+    source_frames = frames
+    if progress is not None:
+        source_frames = _counted(frames, progress)
+    used = source_frames if dedup is None else video_pipeline.drop_duplicates(source_frames, dedup, stats)
+    times: List[Fraction] = []
+    cuts: List[int] = []
+    previous = None
+    for frame in used:
+        thumbnail = video_pipeline.scene_thumbnail(frame.pixels) if scene_threshold < 1 else None
+        if previous is not None and thumbnail is not None and \
+                video_pipeline.scene_difference(previous, thumbnail) > scene_threshold:
+            cuts.append(len(times))
+        times.append(frame.time)
+        previous = thumbnail
+    return SourceScan(times, cuts, stats.frames if dedup is not None else len(times), stats.dropped)
+
+
+def _counted(frames: Iterator[video_io.SourceFrame], progress) -> Iterator[video_io.SourceFrame]:
+    for frame in frames:
+        progress.update(1)
+        yield frame
 
 
 class ChunkSummary(NamedTuple):
@@ -329,7 +410,7 @@ class WorkFolder:
 
     def _refuse_if_not_a_work_folder(self) -> None:
         names = set(os.listdir(self.path))
-        if names - {MANIFEST_NAME, CHUNKS_FOLDER, LOCK_NAME}:
+        if names - {MANIFEST_NAME, SCAN_NAME, CHUNKS_FOLDER, LOCK_NAME}:
             raise JobError(f"--restart would delete {self.path}, which holds other files: remove it yourself")
 
     def _remove_partial_files(self) -> None:
@@ -342,6 +423,39 @@ class WorkFolder:
                 else:
                     with contextlib.suppress(OSError):
                         os.remove(full)
+
+    def load_scan(self) -> Optional[SourceScan]:
+        """The scan of the source saved by an earlier run of this job (None if there is none, or it is unreadable)."""
+        try:
+            with open(os.path.join(self.path, SCAN_NAME)) as file:
+                return SourceScan.from_json(json.load(file))
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+
+    def save_scan(self, scan: SourceScan) -> None:
+        _write_json_atomically(os.path.join(self.path, SCAN_NAME), scan.to_json())
+
+    @property
+    def has_scan(self) -> bool:
+        return os.path.exists(os.path.join(self.path, SCAN_NAME))
+
+    def close_after_failure(self, finished_segments: int = 0, segments: int = 0) -> Optional[str]:
+        """Releases the folder after a failed or interrupted run; removes it if this run made it and it holds nothing.
+
+        Returns what is kept, for the user (None if nothing is).
+        """
+        kept = [f"{finished_segments} of {segments} segments"] if finished_segments else []
+        if self.has_scan:
+            kept.insert(0, "the scan of the source")
+        if kept:
+            self.release()
+            verb = "are" if finished_segments else "is"
+            return f"{' and '.join(kept)} {verb} kept in {self.path}: the same command resumes from there"
+        if self.created:
+            self.remove()
+        else:
+            self.release()
+        return None
 
     def done(self, job: JobSpec, segments: Sequence[Segment]) -> Dict[int, ChunkSummary]:
         """The finished segments' summaries (a chunk and its summary both there)."""
@@ -380,9 +494,9 @@ class Progress:
 class InProcessRenderer:
     """``render(pending, on_done, progress)`` for ``run_job``: the model loaded here, segments one by one."""
 
-    def __init__(self, job: JobSpec):
+    def __init__(self, job: JobSpec, model_runtime: Optional[runtime.ModelRuntime] = None):
         self.job = job
-        self.model_runtime = job.open_model()
+        self.model_runtime = model_runtime or job.open_model()
 
     def __call__(self, pending: Sequence[Segment], on_done: Callable[[Segment, ChunkSummary], None],
                  progress=None) -> None:
@@ -526,11 +640,12 @@ class JobResult(NamedTuple):
     seconds: float
 
 
-def manifest_for(job: JobSpec, segment_frames: int, settings: dict) -> dict:
+def manifest_for(input_path: str, model_path: str, chunk_extension: str, segment_frames: int,
+                 settings: dict) -> dict:
     """What identifies the job (see the module docstring). ``settings``: the pixel/timing settings as given."""
-    source = folder_identity(job.input_path) if os.path.isdir(job.input_path) else file_identity(job.input_path)
-    return {"format": MANIFEST_FORMAT, "input": source, "model": file_identity(job.model_path, "all"),
-            "segment_frames": segment_frames, "output": job.chunk_extension or "png frames", "settings": settings}
+    source = folder_identity(input_path) if os.path.isdir(input_path) else file_identity(input_path)
+    return {"format": MANIFEST_FORMAT, "input": source, "model": file_identity(model_path, "all"),
+            "segment_frames": segment_frames, "output": chunk_extension or "png frames", "settings": settings}
 
 
 def run_job(job: JobSpec, segments: Sequence[Segment], folder: WorkFolder, save_path: str, *,
@@ -572,15 +687,9 @@ def run_job(job: JobSpec, segments: Sequence[Segment], folder: WorkFolder, save_
         else:
             join_png_folders(parts, save_path)
     except BaseException as error:
-        finished = len(folder.done(job, segments))
-        if finished:
-            error.note = (f"{finished} of {len(segments)} segments are kept in {folder.path}: "
-                          f"the same command resumes from there")
-            folder.release()
-        elif folder.created:
-            folder.remove()
-        else:
-            folder.release()
+        note = folder.close_after_failure(len(folder.done(job, segments)), len(segments))
+        if note:
+            error.note = note
         raise
     if keep_workdir:
         folder.release()

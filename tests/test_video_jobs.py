@@ -24,6 +24,7 @@ import torch
 
 import inference_video
 import ray_workers
+import video_io
 import video_jobs
 import video_pipeline
 from conftest import error_lines, random_interpolator, run_main
@@ -349,3 +350,115 @@ def test_dedup_across_a_long_hold_at_a_segment_start(capsys, tmp_path, media):
         assert status == 0, err
         outputs[frames] = digests(tmp_path / f"f{frames}")
     assert outputs[1000] == outputs[20] and len(outputs[20]) == 2 * 72 - 1
+
+
+# --------------------------------------------------------------------------- scene cuts as segment boundaries
+
+@pytest.mark.parametrize("count, segment_frames, cuts, expected", [
+    (25, 10, [], [0, 10, 20]),                    # no cut: every segment_frames
+    (25, 10, [7], [0, 7, 17]),                    # a cut within half a segment moves the boundary
+    (25, 10, [4, 13, 15], [0, 13, 23]),           # 4 is too early (a segment of 4 < 10 / 2); 13 is nearest to 10
+    (100, 10, [16, 14, 33, 60], [0, 14, 24, 33, 43, 53, 60, 70, 80, 90]),
+    (11, 10, [5], [0]),                           # one segment: nothing to move
+    (25, 10, [24, 0], [0, 10, 20]),               # cuts at the first or last frame cannot start a segment
+    (3, 1, [1, 2], [0, 1]),
+])
+def test_segment_boundaries_move_to_nearby_scene_cuts(count, segment_frames, cuts, expected):
+    starts = video_jobs.segment_starts(count, segment_frames, cuts)
+    assert starts == expected
+    lengths = [b - a for a, b in zip(starts, starts[1:])]
+    assert all(segment_frames / 2 <= length <= segment_frames * 1.5 for length in lengths)
+
+
+@pytest.fixture(scope="module")
+def scene_cut_clip(tmp_path_factory):
+    # Scene 2 starts at frame 16: a boundary planned at 12 (--segment_frames 12) moves there.
+    return make_video(tmp_path_factory.mktemp("cut") / "cut.mp4", count=30, rate=F(24), cut_at=16, audio=None)
+
+
+def test_the_scan_finds_the_scene_cut_and_the_duplicates(scene_cut_clip):
+    with video_io.open_source(scene_cut_clip, folder_fps=F(24)) as source:
+        scan = video_jobs.scan_source(source.frames(), scene_threshold=0.2)
+        assert scan.times == source.frame_times() and scan.cuts == [16] and (scan.frames, scan.dropped) == (30, 0)
+        off = video_jobs.scan_source(source.frames(), scene_threshold=1)
+        assert off.cuts == []
+    drawings = [20, 50, 80, 200, 230]  # steps of 30 / 255: new drawings; 120 / 255: a new scene
+    frames = [video_io.SourceFrame(F(i, 24), np.full((64, 96, 3), drawings[i // 2], np.uint8))
+              for i in range(10)]  # on twos, a cut at frame 6
+    scan = video_jobs.scan_source(iter(frames), scene_threshold=0.2, dedup=0.05)
+    assert scan.times == [F(i, 24) for i in (0, 2, 4, 6, 8, 9)] and scan.cuts == [3] and \
+        (scan.frames, scan.dropped) == (10, 4)
+    assert video_jobs.SourceScan.from_json(json.loads(json.dumps(scan.to_json()))) == scan
+
+
+def test_a_segment_starts_at_the_scene_cut_and_the_frames_are_those_of_one_piece(capsys, tmp_path, media,
+                                                                                  scene_cut_clip):
+    status, out, err = run_cli(capsys, media["model"], scene_cut_clip, "--save_path", tmp_path / "one",
+                               "--segment_frames", 1000)
+    assert status == 0 and "1 scene cut" in out, err
+    save_path, workdir = tmp_path / "frames", tmp_path / "frames.parts"
+    status, out, err = run_cli(capsys, media["model"], scene_cut_clip, "--save_path", save_path,
+                               "--segment_frames", 12, "--keep_workdir")
+    assert status == 0 and "1 scene cut" in out, err
+    assert digests(save_path) == digests(tmp_path / "one")
+    # Segments start at source frames 0, 16 (the cut, not 12) and 28; output frame n is at n / 48 s.
+    first_frames = [sorted(os.listdir(chunk))[0] for chunk in sorted((workdir / "chunks").iterdir()) if chunk.is_dir()]
+    assert first_frames == ["frame_00000.png", "frame_00032.png", "frame_00056.png"]
+    assert json.loads((workdir / "scan.json").read_text())["cuts"] == [16]
+
+
+def test_a_resumed_job_uses_the_saved_scan(capsys, tmp_path, media, scene_cut_clip, monkeypatch):
+    argv = [media["model"], scene_cut_clip, "--save_path", tmp_path / "frames", "--segment_frames", 12]
+    assert run_cli(capsys, *argv, "--keep_workdir")[0] == 0
+    first = digests(tmp_path / "frames")
+
+    def no_second_pass(*args, **kwargs):
+        raise AssertionError("the source was scanned again")
+
+    monkeypatch.setattr(video_jobs, "scan_source", no_second_pass)
+    status, out, err = run_cli(capsys, *argv)
+    assert status == 0, err
+    assert "resumed: 3 of 3 segments were done" in out and digests(tmp_path / "frames") == first
+
+
+def test_an_interruption_after_the_scan_keeps_it(capsys, tmp_path, media, scene_cut_clip, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(video_jobs.InProcessRenderer, "__call__", interrupted)
+    save_path, workdir = tmp_path / "frames", tmp_path / "frames.parts"
+    status, _, err = run_cli(capsys, media["model"], scene_cut_clip, "--save_path", save_path, "--segment_frames", 12)
+    assert status == 130
+    assert error_lines(err)[-1] == f"interrupted: the scan of the source is kept in {workdir}: " \
+                                   f"the same command resumes from there"
+    assert sorted(os.listdir(workdir)) == [".lock", "chunks", "manifest.json", "scan.json"] and not save_path.exists()
+    # Without a scan (one segment), an interrupted job that created the folder leaves nothing.
+    status, _, err = run_cli(capsys, media["model"], scene_cut_clip, "--save_path", tmp_path / "other",
+                             "--segment_frames", 1000)
+    assert status == 130 and error_lines(err)[-1] == "interrupted: nothing was written"
+    assert sorted(os.listdir(tmp_path)) == ["frames.parts"]
+
+
+def test_a_refused_job_leaves_no_work_folder(capsys, tmp_path, media):
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a model")
+    # A bad model is refused before the source is scanned (which can take minutes).
+    status, _, err = run_cli(capsys, broken, media["clip"], "--save_path", tmp_path / "frames",
+                             "--segment_frames", 9, "--dedup")
+    lines = [line for line in error_lines(err) if not line.startswith("warning:")]
+    assert status == 1 and len(lines) == 1 and "neither a TorchScript model" in lines[0], err
+    single = make_video(tmp_path / "single.mp4", count=1, rate=F(24), audio=None)
+    status, _, err = run_cli(capsys, media["model"], single, "--save_path", tmp_path / "frames", "--dedup")
+    assert status == 1 and "at least 2 are needed" in error_lines(err)[-1], err
+    assert sorted(os.listdir(tmp_path)) == ["broken.pt", "single.mp4"]
+
+
+def test_a_scan_that_fails_removes_the_work_folder_it_made(capsys, tmp_path, media, monkeypatch):
+    def damaged(*args, **kwargs):
+        raise video_io.MediaError("the source is damaged")
+
+    monkeypatch.setattr(video_jobs, "scan_source", damaged)
+    status, _, err = run_cli(capsys, media["model"], media["clip"], "--save_path", tmp_path / "frames",
+                             "--segment_frames", 9)
+    assert status == 1 and error_lines(err)[-1] == "error: the source is damaged", err
+    assert os.listdir(tmp_path) == []
