@@ -32,6 +32,7 @@ Conventions used throughout this module:
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from fractions import Fraction
@@ -211,7 +212,13 @@ def duplicate_difference(pixels_a: np.ndarray, pixels_b: np.ndarray, block: int 
     """
     if pixels_a.shape != pixels_b.shape:
         raise ValueError(f"frames differ in shape: {pixels_a.shape} and {pixels_b.shape}")
-    difference = cv2.absdiff(video_io.as_float(pixels_a), video_io.as_float(pixels_b)).max(axis=2)
+    # On the integer samples first (exact, and ~30x faster at 720p than in
+    # float), then one float channel for the block means.
+    difference = cv2.absdiff(pixels_a, pixels_b)
+    if difference.ndim == 3:
+        channels = cv2.split(difference)
+        difference = functools.reduce(cv2.max, channels[1:], channels[0])
+    difference = video_io.as_float(difference)
     height, width = difference.shape
     blocks = cv2.resize(difference, (max(1, -(-width // block)), max(1, -(-height // block))),
                         interpolation=cv2.INTER_AREA)

@@ -428,6 +428,19 @@ def test_duplicate_difference_counts_small_changes_not_noise():
         pytest.approx(video_pipeline.duplicate_difference(base, changed), abs=1e-6)
 
 
+@pytest.mark.parametrize("dtype, peak", [(np.uint8, 255), (np.uint16, 65535)])
+def test_duplicate_difference_is_the_largest_block_mean_of_the_largest_channel_difference(dtype, peak):
+    """Against the definition written out in float64, on a frame of whole 16x16 blocks (other sizes are
+    divided into ceil(size / 16) equal blocks by an area resize). The fast path works on the integer
+    samples; agreement to 1e-6 is float32 rounding."""
+    rng = np.random.default_rng(3)
+    a, b = (rng.integers(0, peak + 1, (48, 80, 3)).astype(dtype) for _ in range(2))
+    b[:16, :16] = a[:16, :16]  # one block without change
+    per_pixel = np.abs(a.astype(np.float64) - b.astype(np.float64)).max(axis=2) / peak
+    means = [per_pixel[y:y + 16, x:x + 16].mean() for y in range(0, 48, 16) for x in range(0, 80, 16)]
+    assert video_pipeline.duplicate_difference(a, b) == pytest.approx(max(means), abs=1e-6)
+
+
 def test_drop_duplicates_keeps_first_last_and_distinct_frames():
     drawings = [smooth_rgb(32, 48, seed=seed) for seed in range(4)]
     # on twos, then threes, ending on a held drawing
