@@ -419,7 +419,8 @@ def print_summary(args, job, segments, result, scan, device, save_path, kind, se
     total = lambda field: sum(getattr(chunk, field) for chunk in chunks)
     cuts = f"{total('scene_cuts')} scene cut{'s' if total('scene_cuts') != 1 else ''}"
     if total("repeated_at_cuts"):
-        cuts += f" ({total('repeated_at_cuts')} frames repeated there)"
+        repeated = total("repeated_at_cuts")
+        cuts += f" ({repeated} frame{'s' if repeated != 1 else ''} repeated there)"
     audio_note = f"; audio {' and '.join(result.audio_notes)}" if result.audio_notes else ""
     dropped = "" if args.dedup is None else \
         f"; {scan.dropped} of {scan.frames} source frames dropped as duplicates (--dedup {args.dedup:g})"

@@ -409,7 +409,7 @@ class WorkFolder:
         self._remove_partial_files()
 
     def _refuse_if_not_a_work_folder(self) -> None:
-        names = set(os.listdir(self.path))
+        names = {name for name in os.listdir(self.path) if not name.endswith(".tmp")}  # a write cut short
         if names - {MANIFEST_NAME, SCAN_NAME, CHUNKS_FOLDER, LOCK_NAME}:
             raise JobError(f"--restart would delete {self.path}, which holds other files: remove it yourself")
 
