@@ -81,10 +81,14 @@ def decoded(path, format):
         return [frame.to_ndarray(format=format) for frame in container.decode(video=0)]
 
 
-def make_clip(path, frames, rate=Fraction(24), encoder="libx265", pix_fmt="yuv420p10le", colour=None, options=None):
-    """A video whose frames are given as arrays of ``pix_fmt`` (as PyAV's from_ndarray takes them)."""
+def make_clip(path, frames, rate=Fraction(24), encoder="libx265", pix_fmt="yuv420p10le", colour=None, options=None,
+              frame_format=None):
+    """A video of ``pix_fmt`` whose frames are given as arrays of ``frame_format`` (default ``pix_fmt``, as PyAV's
+    from_ndarray takes them)."""
     options = options or ({"x265-params": "log-level=error:lossless=1"} if encoder == "libx265" else {})
-    height, width = frames[0].shape[0] * 2 // 3 if pix_fmt.startswith("yuv420") else frames[0].shape[0], frames[0].shape[1]
+    frame_format = frame_format or pix_fmt
+    height, width = frames[0].shape[0] * 2 // 3 if frame_format.startswith("yuv420") else frames[0].shape[0], \
+        frames[0].shape[1]
     with av.open(str(path), "w") as container:
         stream = container.add_stream(encoder, rate=rate, options=options)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
@@ -93,7 +97,7 @@ def make_clip(path, frames, rate=Fraction(24), encoder="libx265", pix_fmt="yuv42
             context.color_primaries, context.color_trc, context.colorspace = colour.primaries, colour.transfer, colour.matrix
             context.color_range = 2 if colour.full_range else 1
         for index, pixels in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(pixels, format=pix_fmt)
+            frame = av.VideoFrame.from_ndarray(pixels, format=frame_format)
             if colour is not None:
                 frame.color_primaries, frame.color_trc, frame.colorspace = colour.primaries, colour.transfer, colour.matrix
                 frame.color_range = 2 if colour.full_range else 1
@@ -466,17 +470,8 @@ def test_drop_duplicates_decides_from_the_frame_and_the_one_before_only():
 
 def make_on_twos(path, count=12, rate=Fraction(24)):
     """H.264 clip where frame i shows drawing i // 2 (each drawing held for two frames)."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=rate, options={"crf": "12", "preset": "ultrafast"})
-        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
-        for index in range(count):
-            frame = av.VideoFrame.from_ndarray(pattern_frame(index // 2), format="rgb24")
-            frame.pts = index
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return str(path)
+    return make_clip(path, [pattern_frame(index // 2) for index in range(count)], rate, encoder="libx264",
+                     pix_fmt="yuv420p", frame_format="rgb24", options={"crf": "12", "preset": "ultrafast"})
 
 
 def test_dedup_on_twos_gives_evenly_spaced_new_frames(capsys, tmp_path, model_files):
