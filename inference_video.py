@@ -165,9 +165,10 @@ long videos (segments, resuming, workers):
   boundary moves to a scene cut up to half a segment away, found by a
   decoding pass before the first segment (saved for resuming). Each segment
   is rendered into a chunk file in the work folder (--workdir, default
-  SAVE_PATH.parts) and written atomically. When every segment is done the chunks are joined
-  without re-encoding (exact timestamps, one keyframe per chunk), the audio
-  is added once, and the work folder is removed (--keep_workdir keeps it).
+  SAVE_PATH.parts) and written atomically. When every segment is done the
+  chunks are joined without re-encoding (exact timestamps, one keyframe per
+  chunk), the audio is added once, and the work folder is removed
+  (--keep_workdir keeps it).
   The frames are those of a run in one piece.
   Resuming: if a run stops (Ctrl-C, a crash, a reboot, SIGKILL), run the same
   command again: finished segments are kept and only the others are
