@@ -301,7 +301,10 @@ def run(args: argparse.Namespace) -> int:
         folder.open(video_jobs.manifest_for(input_path, model_path, chunk_extension, segment_frames,
                                             job_settings(args, encoding)), restart=args.restart)
         try:
-            scan = scan_for_job(args, source, folder, segment_frames)
+            scan = video_jobs.scan_for_job(
+                source, folder, segment_frames=segment_frames, scene_threshold=args.scene_threshold,
+                dedup=args.dedup, progress_bar=lambda total: tqdm(total=total, desc="Scanning the source",
+                                                                 unit="frame", dynamic_ncols=True, leave=False))
             times = scan.times
             if len(times) < 2:
                 raise media_io.MediaError(f"{args.input}: at least 2 frames are needed")
@@ -334,36 +337,6 @@ def run(args: argparse.Namespace) -> int:
             log.warning(chunk.warning)
     print_summary(args, job, segments, result, scan, device, save_path, kind, time.perf_counter() - started)
     return 0
-
-
-def scan_for_job(args: argparse.Namespace, source: video_io.FrameSource, folder: video_jobs.WorkFolder,
-                 segment_frames: int) -> video_jobs.SourceScan:
-    """The frames the job uses and its scene cuts: from an earlier run's work folder, a decoding pass, or the index.
-
-    The pass decides --dedup once for the whole job (every segment must keep
-    the same frames) and finds the scene cuts that segment boundaries move
-    to; a job of one segment without --dedup needs neither and reads only
-    the frames' times. The pass's result is saved in the work folder, so
-    that a resumed job does not decode the source again.
-    """
-    scan = folder.load_scan()
-    if scan is not None:
-        return scan
-    times = source.frame_times()
-    segmented = len(times) - 1 > segment_frames and args.scene_threshold < 1
-    if args.dedup is None and not segmented:
-        return video_jobs.SourceScan(times, [], len(times), 0)
-    with tqdm(total=len(times), desc="Scanning the source", unit="frame", dynamic_ncols=True, leave=False) as bar:
-        scan = video_jobs.scan_source(source.frames(), scene_threshold=args.scene_threshold if segmented else 1,
-                                      dedup=args.dedup, progress=bar)
-    if args.dedup is None:
-        # The frames' times stay those of the index, as in a job of one
-        # segment (a damaged file can decode fewer); the cuts are placed among them.
-        cut_times = {scan.times[cut] for cut in scan.cuts}
-        scan = video_jobs.SourceScan(times, [i for i, time in enumerate(times) if time in cut_times], len(times), 0)
-    if len(scan.times) >= 2:  # else the job is refused: nothing to keep
-        folder.save_scan(scan)
-    return scan
 
 
 def prepare_workers(args: argparse.Namespace, model_path: str,

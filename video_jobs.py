@@ -229,6 +229,37 @@ def scan_source(frames: Iterator[video_io.SourceFrame], *, scene_threshold: floa
     return SourceScan(times, cuts, stats.frames if dedup is not None else len(times), stats.dropped)
 
 
+def scan_for_job(source: video_io.FrameSource, folder: "WorkFolder", *, segment_frames: int,
+                 scene_threshold: float, dedup: Optional[float] = None, progress_bar=None) -> SourceScan:
+    """The frames a job uses and its scene cuts: from an earlier run's work folder, a decoding pass, or the index.
+
+    The pass (``scan_source``) decides --dedup once for the whole job (every
+    segment must keep the same frames) and finds the scene cuts that segment
+    boundaries move to; a job of one segment without --dedup needs neither
+    and reads only the frames' times. The pass's result is saved in the
+    (open) work folder, so that a resumed job does not decode the source
+    again. ``progress_bar(total)``: a tqdm-like context manager for the pass.
+    """
+    scan = folder.load_scan()
+    if scan is not None:
+        return scan
+    times = source.frame_times()
+    segmented = len(times) - 1 > segment_frames and scene_threshold < 1
+    if dedup is None and not segmented:
+        return SourceScan(times, [], len(times), 0)
+    with progress_bar(len(times)) if progress_bar else contextlib.nullcontext() as bar:
+        scan = scan_source(source.frames(), scene_threshold=scene_threshold if segmented else 1, dedup=dedup,
+                           progress=bar)
+    if dedup is None:
+        # The frames' times stay those of the index, as in a job of one
+        # segment (a damaged file can decode fewer); the cuts are placed among them.
+        cut_times = {scan.times[cut] for cut in scan.cuts}
+        scan = SourceScan(times, [i for i, time in enumerate(times) if time in cut_times], len(times), 0)
+    if len(scan.times) >= 2:  # else the job is refused: nothing to keep
+        folder.save_scan(scan)
+    return scan
+
+
 def _counted(frames: Iterator[video_io.SourceFrame], progress) -> Iterator[video_io.SourceFrame]:
     for frame in frames:
         progress.update(1)
