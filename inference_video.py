@@ -141,9 +141,10 @@ output:
   Default: <input name>_<rate>fps.mp4 beside the input (.mov for --codec
   prores, .mkv for ffv1).
   .mp4/.m4v/.mov/.mkv  a video in --codec (default H.264 yuv420p; see
-                  below), +faststart for MP4/MOV. Audio streams are copied unchanged when the container takes
-                  their codec (AAC, MP3, AC-3, E-AC-3, ALAC into MP4; nearly
-                  anything into MKV), otherwise re-encoded to AAC; they are
+                  below), +faststart for MP4/MOV. Audio streams are copied
+                  unchanged when the container takes their codec (AAC, MP3,
+                  AC-3, E-AC-3, ALAC into MP4; nearly anything into MKV),
+                  otherwise re-encoded to AAC; they are
                   shifted with the video so that the first video frame is at
                   0, and stay in sync. Sound before the first video frame is
                   dropped (but for one packet that decoders need to start).
