@@ -1,7 +1,7 @@
 """Speed and memory of this FILM port on the CPU, printed as a table.
 
-    python benchmark.py            # the full run (Style network; see README for its duration)
-    python benchmark.py --quick    # smoke run: tiny network, small frames (seconds)
+    python benchmark.py            # the full run: Style network, 20-40 min
+    python benchmark.py --quick    # smoke run: tiny network, small frames
 
 Every measurement runs in a child process of its own, so that each row's peak
 RSS (``ru_maxrss``) is that workload's alone. The network is the released

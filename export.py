@@ -55,7 +55,7 @@ class ExportError(cli.UserError):
     """A problem with the input or the conversion, reported as one line."""
 
 
-DESCRIPTION = ('Convert a FILM TF2 SavedModel (Style, L1 or VGG) into a TorchScript file '
+DESCRIPTION = ('Convert a FILM TF2 SavedModel (Style, L1 or VGG) into a TorchScript file\n'
                '(fp16 by default) or a PyTorch state dict, checking it against TensorFlow.')
 
 EPILOG = f"""\

@@ -42,11 +42,13 @@ EPILOG = """\
 frame scheduling (--mode):
   balanced   (default) the original PyTorch port's scheme: the N frames are at
              times k/(N+1); each is made from the two nearest existing frames
-             around it, the frame whose dt is nearest 0.5 first (ties: earliest).
-             Any N; dt is 0.5 exactly only for some frames unless N = 2^K - 1.
+             around it, the frame whose dt is nearest 0.5 first (ties:
+             earliest). Any N; dt is 0.5 exactly only for some frames unless
+             N = 2^K - 1.
   recursive  FILM's own recipe: every frame is the midpoint (dt = 0.5) of two
              frames, which is what the released models were trained for. For
-             N = 2^K - 1 (1, 3, 7, 15, 31, ...) the frames are exactly at k/(N+1).
+             N = 2^K - 1 (1, 3, 7, 15, 31, ...) the frames are exactly at
+             k/(N+1).
              For other N the recursion goes K levels deep for the smallest
              2^K - 1 >= N and each frame is the one at the time j/2^K nearest to
              k/(N+1): motion is then slightly uneven (by at most 1/2^(K+1)), and
@@ -70,8 +72,8 @@ output:
   .gif            animated GIF, looping forever; frame delays are whole 1/100 s
                   chosen so that the total duration is right.
   folder          a path without extension, ending in '/' or naming an existing
-                  folder: PNG frames frame_00000.png (img1) ... in forward order,
-                  16-bit when an input is 16-bit (or float).
+                  folder: PNG frames frame_00000.png (img1) ... in forward
+                  order, 16-bit when an input is 16-bit (or float).
                   Numbered frames of an earlier run in that folder are replaced.
   Videos and GIFs play img1 -> img2 -> back (ending one frame before img1, so
   that looping is smooth; 2N+2 frames); --forward_only plays img1 -> img2

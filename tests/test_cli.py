@@ -104,3 +104,21 @@ def test_openmp_threads_spin_briefly_unless_the_user_says_otherwise(program):
                                 env={**environment, **given}, timeout=120,
                                 cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         assert result.stdout.split() == expected + ["True"], result.stderr
+
+
+def test_every_help_fits_an_80_column_terminal(monkeypatch):
+    """argparse wraps the option lists to the terminal; the hand-written description and epilog must fit too."""
+    import subprocess
+    import sys
+    import export
+    import inference
+    import inference_video
+    monkeypatch.setenv("COLUMNS", "80")
+    helps = {module.__name__: module.build_parser().format_help() for module in (export, inference, inference_video)}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    helps["benchmark"] = subprocess.run([sys.executable, os.path.join(root, "benchmark.py"), "--help"], check=True,
+                                        capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"}).stdout
+    for name, text in helps.items():
+        assert "exit" in text or name == "benchmark", name
+        long_lines = [line for line in text.splitlines() if len(line) > 80]
+        assert long_lines == [], name
