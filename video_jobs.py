@@ -248,8 +248,10 @@ def scan_for_job(source: video_io.FrameSource, folder: "WorkFolder", *, segment_
     if dedup is None and not segmented:
         return SourceScan(times, [], len(times), 0)
     with progress_bar(len(times)) if progress_bar else contextlib.nullcontext() as bar:
-        scan = scan_source(source.frames(), scene_threshold=scene_threshold if segmented else 1, dedup=dedup,
-                           progress=bar)
+        # frames_from, not frames(): the same frames, without a warning about
+        # damage at the end of the pass; the job reports that once, from its segments.
+        scan = scan_source(source.frames_from(times[0]), scene_threshold=scene_threshold if segmented else 1,
+                           dedup=dedup, progress=bar)
     if dedup is None:
         # The frames' times stay those of the index, as in a job of one
         # segment (a damaged file can decode fewer); the cuts are placed among them.

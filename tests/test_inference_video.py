@@ -821,11 +821,14 @@ def cut_videos(tmp_path_factory):
 
 
 @pytest.mark.parametrize("kind", ["mp4", "mkv"])
-def test_a_video_cut_short_is_used_up_to_the_cut_with_one_warning(capsys, tmp_path, model_files, cut_videos, kind):
-    """Decode what can be decoded, finish from those frames, say what was lost (exit 0)."""
+@pytest.mark.parametrize("job", [[], ["--segment_frames", "10"], ["--dedup"]], ids=["one_segment", "segments", "dedup"])
+def test_a_video_cut_short_is_used_up_to_the_cut_with_one_warning(capsys, tmp_path, model_files, cut_videos, kind,
+                                                                   job):
+    """Decode what can be decoded, finish from those frames, say what was lost (exit 0): once, also when the
+    source is scanned first (several segments, --dedup) and the segments read it again."""
     times, frames = decode_video_leniently(cut_videos[kind])
     assert 20 < len(frames) < 60  # the cut lost frames, some remain
-    status, out, err = run_cli(capsys, model_files["blend"], cut_videos[kind], "--save_path", tmp_path / "o")
+    status, out, err = run_cli(capsys, model_files["blend"], cut_videos[kind], "--save_path", tmp_path / "o", *job)
     assert status == 0, err
     warnings = [line for line in error_lines(err) if line.startswith("warning:")]
     assert len(warnings) == 1, err
