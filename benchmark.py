@@ -96,10 +96,9 @@ def cpu_description() -> str:
                     flags = set(value.split())
     except OSError:  # not Linux: the model as the platform names it, ISA unknown
         return f'CPU: {model}, {os.cpu_count()} logical cores; ISA: unknown'
-    isa = [name for flag, name in (('avx2', 'AVX2'), ('avx512f', 'AVX-512'), ('avx512_bf16', 'AVX-512 BF16'),
-                                   ('amx_tile', 'AMX')) if flag in flags]
-    missing = [name for flag, name in (('avx512f', 'AVX-512'), ('avx512_bf16', 'AVX-512 BF16'), ('amx_tile', 'AMX'))
-               if flag not in flags]
+    features = (('avx2', 'AVX2'), ('avx512f', 'AVX-512'), ('avx512_bf16', 'AVX-512 BF16'), ('amx_tile', 'AMX'))
+    isa = [name for flag, name in features if flag in flags]
+    missing = [name for flag, name in features[1:] if flag not in flags]  # AVX2 is assumed of any CPU in use
     return (f'CPU: {model}, {os.cpu_count()} logical cores; ISA: {", ".join(isa) or "no AVX2"}'
             + (f' (no {", no ".join(missing)})' if missing else ''))
 

@@ -236,10 +236,9 @@ def apply_tiling(model: torch.nn.Module, height: int, width: int, tile: Optional
             tile = tiling.choose_tile_size(height, width, max(1, int(max_memory_gb * 2 ** 30 / kept)),
                                            filters=model_filters(model), dtype_bytes=dtype_bytes)
         except ValueError:
-            # What tiling requires of its smallest tiles: their forward plus the whole frame's buffers.
-            smallest = kept * (tiling.ESTIMATE_HEADROOM * tiling.estimate_peak_memory(
-                min(height, tiling.TILE_MULTIPLE), min(width, tiling.TILE_MULTIPLE), model_filters(model), dtype_bytes)
-                + tiling.FRAME_BUFFER_VALUES_PER_PIXEL * 4 * height * width)
+            smallest = kept * tiling.required_memory(height, width, min(height, tiling.TILE_MULTIPLE),
+                                                     min(width, tiling.TILE_MULTIPLE), model_filters(model),
+                                                     dtype_bytes)
             raise SetupError(f"--max_memory {max_memory_gb:g} GB is too small for a {width}x{height} frame: "
                              f"even {tiling.TILE_MULTIPLE} px tiles need about {smallest / 2 ** 30:.2f} GB") from None
         if tile is None:

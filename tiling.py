@@ -132,24 +132,31 @@ def estimate_peak_memory(height: int, width: int, filters: int = 64, dtype_bytes
     return int(RUNTIME_BYTES + weights + activations)
 
 
+def required_memory(height: int, width: int, tile_height: int, tile_width: int, filters: int = 64,
+                    dtype_bytes: int = 4) -> float:
+    """Bytes a height x width frame needs when run in tiles of tile_height x tile_width (the frame itself: untiled).
+
+    One forward on a tile (``estimate_peak_memory``) plus 10% headroom, plus
+    the full-frame buffers (``FRAME_BUFFER_VALUES_PER_PIXEL`` float32 values
+    per pixel).
+    """
+    forward = estimate_peak_memory(tile_height, tile_width, filters, dtype_bytes)
+    return ESTIMATE_HEADROOM * forward + FRAME_BUFFER_VALUES_PER_PIXEL * 4 * height * width
+
+
 def choose_tile_size(height: int, width: int, max_memory_bytes: int, filters: int = 64,
                      dtype_bytes: int = 4) -> Optional[int]:
     """None if an untiled forward fits in ``max_memory_bytes``, else the largest tile that does.
 
-    The requirement of a run is the peak of one forward on a tile (or the whole
-    frame) from ``estimate_peak_memory``, plus 10% headroom, plus the
-    full-frame buffers (``FRAME_BUFFER_VALUES_PER_PIXEL`` float32 values per
-    pixel). Tile sizes are multiples of 64. Raises ValueError when even a
-    64-pixel tile does not fit.
+    The requirement of a run is ``required_memory``. Tile sizes are multiples
+    of 64. Raises ValueError when even a 64-pixel tile does not fit.
     """
     for name, value in (('height', height), ('width', width), ('max_memory_bytes', max_memory_bytes),
                         ('filters', filters), ('dtype_bytes', dtype_bytes)):
         _require_positive_int(name, value)
-    frame_buffers = FRAME_BUFFER_VALUES_PER_PIXEL * 4 * height * width
 
     def required(tile_height: int, tile_width: int) -> float:
-        forward = estimate_peak_memory(tile_height, tile_width, filters, dtype_bytes)
-        return ESTIMATE_HEADROOM * forward + frame_buffers
+        return required_memory(height, width, tile_height, tile_width, filters, dtype_bytes)
 
     if required(height, width) <= max_memory_bytes:
         return None
