@@ -22,6 +22,7 @@ are hidden unless ``--verbose``.
 """
 import argparse
 import contextlib
+import io
 import os
 import sys
 import tempfile
@@ -311,7 +312,12 @@ def export(args) -> int:
             torch.save(model.state_dict(), destination.temporary)
             kind = 'state dict'
         else:
-            torch.jit.save(torch.jit.script(model), destination.temporary)
+            # Through memory: saved to a path, the archive's root folder is named
+            # after the (temporary) file, and two exports would differ.
+            archive = io.BytesIO()
+            torch.jit.save(torch.jit.script(model), archive)
+            with open(destination.temporary, "wb") as file:
+                file.write(archive.getvalue())
             kind = 'TorchScript'
         destination.commit()
     except BaseException:

@@ -74,17 +74,19 @@ class FusionLevel(nn.Module):
         The list is emptied once copied, so its tensors are freed before the
         convolutions allocate theirs.
         """
-        if util.fused_cpu_kernels(level_input[1]):
-            net = self._conv1_by_parts(coarser, level_input)
-        else:
-            net = util.concat_channels(level_input, spare_channels=self.filters)
-            level_input.clear()
-            self._upsample_conv_into(coarser, net[:, net.shape[1] - self.filters:])
-            net = util.conv_leaky_relu(net, self.conv1.weight, self.conv1.bias)
-        return util.conv_leaky_relu(net, self.conv2.weight, self.conv2.bias)
+        return util.conv_leaky_relu(self._conv1(coarser, level_input), self.conv2.weight, self.conv2.bias)
+
+    def _conv1(self, coarser: Tensor, level_input: List[Tensor]) -> Tensor:
+        if not torch.jit.is_scripting():  # the scripted file names no oneDNN op (util.fused_cpu_kernels)
+            if util.fused_cpu_kernels(level_input[1]):
+                return self._conv1_by_parts(coarser, level_input)
+        net = util.concat_channels(level_input, spare_channels=self.filters)
+        level_input.clear()
+        self._upsample_conv_into(coarser, net[:, net.shape[1] - self.filters:])
+        return util.conv_leaky_relu(net, self.conv1.weight, self.conv1.bias)
 
     def _conv1_by_parts(self, coarser: Tensor, level_input: List[Tensor]) -> Tensor:
-        """conv1 + activation on the CPU without the level's concatenation.
+        """conv1 + activation with oneDNN (eager, CPU) without the level's concatenation.
 
         The two warped feature maps (nearly all the channels) are read where
         the warp wrote them; only the narrow rest (images, flows, up_conv)

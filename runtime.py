@@ -80,8 +80,17 @@ def native_precision_support(device: torch.device, precision: str) -> bool:
         check = {"bf16": "_is_mkldnn_bf16_supported", "fp16": "_is_mkldnn_fp16_supported"}[precision]
         return bool(getattr(torch.ops.mkldnn, check)())
     if device.type == "cuda" and precision == "bf16":
-        return torch.cuda.is_bf16_supported()
+        # torch.cuda.is_bf16_supported() also counts emulated bf16 (pre-Ampere).
+        return torch.cuda.get_device_capability(device)[0] >= 8
+    if device.type == "mps" and precision == "bf16":
+        return _macos_major() >= 14  # MPS has bf16 from macOS 14 (Sonoma)
     return True
+
+
+def _macos_major() -> int:
+    import platform
+    release = platform.mac_ver()[0]
+    return int(release.split(".")[0]) if release else 0
 
 
 def _is_x86() -> bool:
@@ -168,12 +177,32 @@ def load_model(path: str, device: torch.device = torch.device("cpu"),
     if os.path.isdir(path):
         raise ModelLoadError(f"expected a model file, found a folder: {path}")
     try:
-        model = torch.jit.load(path, map_location="cpu")
+        model = _eager_if_ours(torch.jit.load(path, map_location="cpu"))
+    except ModelLoadError:
+        raise
     except Exception:
         model = _model_from_state_dict(path)
     # The original port exports fp16 weights by default: always convert to the
     # precision we compute in.
     return model.eval().to(device=device, dtype=dtype)
+
+
+def _eager_if_ours(scripted: torch.nn.Module) -> torch.nn.Module:
+    """Our TorchScript file rebuilt as the eager network with its weights; other files as they are.
+
+    The exported file names only aten/prim ops, so that every torch build
+    loads it; the eager network picks oneDNN's fused CPU kernels at run time
+    where this torch has them (``util.fused_cpu_kernels``), which a scripted
+    file cannot do without naming those ops.
+    """
+    if not supports_reuse(scripted):
+        return scripted  # e.g. the original PyTorch port's file: its own code
+    import convert
+
+    try:
+        return convert.interpolator_from_state_dict(scripted.state_dict())
+    except Exception:  # a file of ours from another version: run its own code
+        return scripted
 
 
 def _model_from_state_dict(path: str) -> torch.nn.Module:

@@ -19,7 +19,8 @@ Conventions, stated once for the whole network:
   ``image`` at (y + flow_y, x + flow_x), bilinearly, clamping sample positions
   to the image border, as the original's warp does.
 """
-from typing import List, Optional, Tuple, Union
+import contextlib
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -33,19 +34,53 @@ def leaky_relu(x: Tensor) -> Tensor:
     return F.leaky_relu_(x, 0.2)
 
 
+# Which device's branches the network takes in eager mode: None for the
+# tensors' own device; a device type ('cuda', 'mps') makes CPU tensors take
+# that device's branches, so that a machine without a GPU runs them all
+# (``device_branches``).
+_forced_branches: Optional[str] = None
+
+
+@contextlib.contextmanager
+def device_branches(device_type: str) -> Iterator[None]:
+    """Within the block, eager models take ``device_type``'s code paths
+    (warp, convolutions) whatever device their tensors are on. For tests: the
+    result equals what that device computes up to its own rounding."""
+    global _forced_branches
+    previous, _forced_branches = _forced_branches, device_type
+    try:
+        yield
+    finally:
+        _forced_branches = previous
+
+
+def branch_device(x: Tensor) -> str:
+    """The device type whose code path ``x`` takes (see ``device_branches``)."""
+    if not torch.jit.is_scripting():
+        if _forced_branches is not None:
+            return _forced_branches
+    return x.device.type
+
+
 def fused_cpu_kernels(x: Tensor) -> bool:
-    """Whether ``x`` can take oneDNN's fused CPU kernels (``conv_leaky_relu``).
+    """Whether ``x`` takes oneDNN's fused CPU kernels (``conv_leaky_relu``).
+
+    Eager mode only: TorchScript does not compile the code under
+    ``if not torch.jit.is_scripting()``, so a scripted (exported) model never
+    names a oneDNN op and loads in every torch build, including those without
+    oneDNN (macOS arm64). The project's programs run our files eagerly
+    (``runtime.load_model``) and so still get these kernels.
 
     float32 only: oneDNN refuses float16 on CPUs without AVX-512 FP16, and
     bfloat16 keeps the plain path, whose speed the precision checks measure.
     Inference only, as those ops have no autograd formula. Inputs of at most
     20480 values take the plain path, as torch's own convolution does: there
-    its non-oneDNN kernel is faster (3x on the tiny test networks). Other
-    devices take the plain ops, so a scripted model stays portable: the fused
-    op is only named in the file, never called there.
+    its non-oneDNN kernel is faster (3x on the tiny test networks).
     """
-    return (x.device.type == 'cpu' and x.dtype == torch.float32 and x.numel() > 20480
-            and not torch.is_grad_enabled())
+    if not torch.jit.is_scripting():
+        return (branch_device(x) == 'cpu' and x.dtype == torch.float32 and x.numel() > 20480
+                and not torch.is_grad_enabled() and torch.backends.mkldnn.is_available())
+    return False
 
 
 def conv_leaky_relu(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
@@ -53,23 +88,28 @@ def conv_leaky_relu(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor
     (stride 1, padding k // 2: ``conv3x3`` and ``conv1x1``), given as weight and
     bias (TorchScript does not let a function read a Conv2d's settings).
 
-    On the CPU it is one oneDNN convolution with the activation as a post-op:
-    the output is written once and not read again, where the in-place
-    activation was a second full pass over it.
+    With ``fused_cpu_kernels`` it is one oneDNN convolution with the
+    activation as a post-op: the output is written once and not read again,
+    where the in-place activation is a second full pass over it.
     """
     padding = weight.shape[-1] // 2
-    if fused_cpu_kernels(x):
-        # The op's scalar list has a type TorchScript cannot infer from a literal.
-        slope: List[Optional[Union[float, int, complex]]] = [0.2]
-        return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, [padding, padding], [1, 1], [1, 1], 1,
-                                                       'leaky_relu', slope, None)
+    if not torch.jit.is_scripting():
+        if fused_cpu_kernels(x):
+            return _onednn_conv(x, weight, bias, padding, 'leaky_relu', [0.2])
     return leaky_relu(F.conv2d(x, weight, bias, padding=padding))
 
 
+def _onednn_conv(x: Tensor, weight: Tensor, bias: Optional[Tensor], padding: int, post_op: str,
+                 post_op_scalars: list) -> Tensor:
+    """oneDNN's convolution (stride 1, no dilation, one group) with a post-op. Eager only."""
+    return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, [padding, padding], [1, 1], [1, 1], 1,
+                                                   post_op, post_op_scalars, None)
+
+
 def conv_sum_leaky_relu(inputs: List[Tensor], weights: List[Tensor], bias: Optional[Tensor]) -> Tensor:
-    """``leaky_relu(sum_k conv(inputs[k], weights[k]) + bias)``, on the CPU only
-    (``fused_cpu_kernels``): the convolution of the inputs' channel
-    concatenation by the weights concatenated along their input channels.
+    """``leaky_relu(sum_k conv(inputs[k], weights[k]) + bias)``: the convolution
+    of the inputs' channel concatenation by the weights concatenated along
+    their input channels. For ``fused_cpu_kernels`` inputs only (eager).
 
     A convolution is a sum over its input channels, so each input's share is
     accumulated into one output by oneDNN (sum post-op) and the inputs are read
@@ -77,12 +117,10 @@ def conv_sum_leaky_relu(inputs: List[Tensor], weights: List[Tensor], bias: Optio
     finest flow level that buffer has 128 channels, the output 32).
     """
     padding = weights[0].shape[-1] // 2
-    none: List[Optional[Union[float, int, complex]]] = []
-    out = torch.ops.mkldnn._convolution_pointwise(inputs[0], weights[0], bias, [padding, padding], [1, 1], [1, 1],
-                                                  1, 'none', none, None)
+    out = _onednn_conv(inputs[0], weights[0], bias, padding, 'none', [])
     for k in range(1, len(inputs)):
         torch.ops.mkldnn._convolution_pointwise_(out, inputs[k], weights[k], None, [padding, padding], [1, 1],
-                                                 [1, 1], 1, 'add', None, None, none, None)
+                                                 [1, 1], 1, 'add', None, None, [], None)
     # oneDNN fuses only ReLU after a sum, hence the separate activation (on
     # the output, narrower than the inputs).
     return leaky_relu(out)
@@ -90,11 +128,12 @@ def conv_sum_leaky_relu(inputs: List[Tensor], weights: List[Tensor], bias: Optio
 
 def conv_pair_leaky_relu(a: Tensor, b: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
     """``conv_leaky_relu(cat([a, b], 1), weight, bias)``, without the
-    concatenation on the CPU (``conv_sum_leaky_relu``)."""
-    if not fused_cpu_kernels(a):
-        return conv_leaky_relu(concat_channels([a, b]), weight, bias)
-    split = a.shape[1]
-    return conv_sum_leaky_relu([a, b], [weight[:, :split], weight[:, split:]], bias)
+    concatenation where ``fused_cpu_kernels`` (``conv_sum_leaky_relu``)."""
+    if not torch.jit.is_scripting():
+        if fused_cpu_kernels(a):
+            split = a.shape[1]
+            return conv_sum_leaky_relu([a, b], [weight[:, :split], weight[:, split:]], bias)
+    return conv_leaky_relu(concat_channels([a, b]), weight, bias)
 
 
 def to_channels_last(x: Tensor) -> Tensor:
@@ -247,13 +286,13 @@ def warp_sampler(flow: Tensor) -> Tuple[Tensor, Tensor]:
     On the CPU, ``bilinear_taps``; elsewhere (grid_sample is the fast kernel
     on GPUs, and MPS lacks embedding_bag) the grid and an unused placeholder.
     """
-    if flow.device.type == 'cpu':
+    if branch_device(flow) == 'cpu':
         return bilinear_taps(flow)
     return sampling_grid(flow), flow.new_empty(0)
 
 
 def warp_with(image: Tensor, sampler: Tuple[Tensor, Tensor]) -> Tensor:
-    if image.device.type == 'cpu':
+    if branch_device(image) == 'cpu':
         return gather_bilinear(image, sampler)
     return warp_with_grid(image, sampler[0])
 
