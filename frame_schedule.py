@@ -158,7 +158,11 @@ def recursive_schedule(frames: int) -> Schedule:
     # in integers. Distinct for distinct k because grid >= N+1.
     targets = sorted({(2 * k * grid + frames + 1) // (2 * (frames + 1)) for k in range(1, frames + 1)})
     assert len(targets) == frames
+    return _midpoint_schedule(targets, grid, frames)
 
+
+def _midpoint_schedule(targets: Sequence[int], grid: int, requested: int) -> Schedule:
+    """Midpoints (dt = 0.5) down to the ``targets``, positions 0 < p < grid on a grid of ``grid`` steps."""
     def has_target_between(a: int, b: int) -> bool:
         i = bisect.bisect_right(targets, a)
         return i < len(targets) and targets[i] < b
@@ -180,7 +184,34 @@ def recursive_schedule(frames: int) -> Schedule:
     splits = {(slot_of[a], slot_of[b]): slot_of[m] for (a, b), m in made.items()}
     steps = _depth_first(splits, times, 0, len(positions) - 1)
     outputs = tuple(slot_of[p] for p in [0, *targets, grid])
-    return Schedule("recursive", frames, times, tuple(steps), outputs)
+    return Schedule("recursive", requested, times, tuple(steps), outputs)
+
+
+# Deeper than this, a time is not a multiple of a power of 1/2 in practice.
+MAX_MIDPOINT_DEPTH = 20
+
+
+def schedule_at(mode: str, times: Sequence[Fraction]) -> Schedule:
+    """The frames at the given times 0 < t < 1 between two frames (the video path's pairs).
+
+    ``direct``: each straight from the two frames with dt = t. ``recursive``:
+    midpoints only, so every t must be a multiple of 1/2^D (D <= 20); each
+    midpoint is made once. Output slots hold the times in ascending order.
+    """
+    times = sorted(set(times))
+    if times and (times[0] <= 0 or times[-1] >= 1):
+        raise ValueError(f"times must lie strictly between 0 and 1, got {times}")
+    if mode == "direct":
+        last = len(times) + 1
+        slot_times = (Fraction(0), *times, Fraction(1))
+        steps = tuple(Step(0, last, k, slot_times[k]) for k in range(1, last))
+        return Schedule("direct", len(times), slot_times, steps, tuple(range(last + 1)))
+    if mode != "recursive":
+        raise ValueError(f"unknown mode {mode!r}; choose direct or recursive")
+    grid = max((t.denominator for t in times), default=1)
+    if grid & (grid - 1) or grid > 1 << MAX_MIDPOINT_DEPTH:
+        raise ValueError(f"recursive mode needs times that are multiples of a power of 1/2, got {times}")
+    return _midpoint_schedule([int(t * grid) for t in times], grid, len(times))
 
 
 def direct_schedule(frames: int) -> Schedule:

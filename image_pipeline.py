@@ -16,7 +16,7 @@ Conventions used throughout this module:
 """
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import numpy as np
 import torch
@@ -30,59 +30,8 @@ import runtime
 def run_schedule(model: torch.nn.Module, first: torch.Tensor, second: torch.Tensor,
                  schedule: frame_schedule.Schedule,
                  reuse: Optional[bool] = None) -> Iterator[Tuple[int, torch.Tensor]]:
-    """Make the schedule's frames; yields (slot, frame) in the schedule's step order.
-
-    ``first`` and ``second`` are the padded inputs on the model's device and dtype.
-    Frames are clamped to [0, 1] (also before serving as inputs of later steps, as
-    in the original port) and must not be modified in place by the caller: a
-    frame may still be needed as an input.
-
-    With ``reuse`` (default: when the model supports it) a frame's image and
-    feature pyramids are computed once, and the flows of a pair once, and each is
-    freed after the last step that needs it, so only the frames along the current
-    branch of the schedule hold pyramids.
-    """
-    if reuse is None:
-        reuse = runtime.supports_reuse(model)
-    slot_last_use = schedule.last_use_of_slots()
-    pair_last_use = schedule.last_use_of_pairs()
-    images: Dict[int, torch.Tensor] = {0: first, schedule.last_slot: second}
-    pyramids: Dict[int, Tuple[List[torch.Tensor], List[torch.Tensor]]] = {}
-    flows: Dict[Tuple[int, int], Tuple[List[torch.Tensor], List[torch.Tensor]]] = {}
-
-    def pyramids_of(slot: int) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
-        if slot not in pyramids:
-            pyramids[slot] = model.encode(images.pop(slot))
-        return pyramids[slot]
-
-    # A function of its own, so that its local references to pyramids end with
-    # the step and freed pyramids are really freed before the next encode.
-    @torch.no_grad()
-    def make_frame(step: frame_schedule.Step) -> torch.Tensor:
-        dt = first.new_full((first.shape[0], 1), float(step.dt))
-        if not reuse:
-            return model(images[step.left], images[step.right], dt).clamp(0, 1)
-        left_images, left_features = pyramids_of(step.left)
-        right_images, right_features = pyramids_of(step.right)
-        pair = (step.left, step.right)
-        if pair not in flows:
-            flows[pair] = model.estimate_flows(left_features, right_features)
-        forward_flows, backward_flows = flows[pair]
-        return model.synthesize(left_images, left_features, right_images, right_features,
-                                forward_flows, backward_flows, dt).clamp(0, 1)
-
-    for index, step in enumerate(schedule.steps):
-        frame = make_frame(step)
-        pair = (step.left, step.right)
-        if step.new in slot_last_use:
-            images[step.new] = frame
-        if pair_last_use[pair] == index:
-            flows.pop(pair, None)
-        for slot in pair:
-            if slot_last_use[slot] == index:
-                pyramids.pop(slot, None)
-                images.pop(slot, None)
-        yield step.new, frame
+    """``runtime.run_schedule`` for two padded input tensors on the model's device and dtype."""
+    return runtime.run_schedule(model, runtime.ModelFrame(first), runtime.ModelFrame(second), schedule, reuse)
 
 
 def make_frames(model_runtime: runtime.ModelRuntime, first: np.ndarray, second: np.ndarray,
@@ -98,11 +47,8 @@ def make_frames(model_runtime: runtime.ModelRuntime, first: np.ndarray, second: 
     wanted = set(schedule.outputs)
     quantize = media_io.to_uint8 if sample_dtype == np.uint8 else media_io.to_uint16
     frames = {0: quantize(first), schedule.last_slot: quantize(second)}
-    # TorchScript's optimizing executor re-profiles and recompiles during the
-    # first calls (seconds each, per input size) for no measurable gain here.
-    with torch.jit.optimized_execution(False), \
-            tqdm(total=len(schedule.steps), desc="Interpolating", unit="frame",
-                 disable=not show_progress) as progress:
+    with tqdm(total=len(schedule.steps), desc="Interpolating", unit="frame",
+              disable=not show_progress) as progress:
         for slot, frame in run_schedule(model_runtime.model, padded_first, padded_second, schedule, reuse):
             if slot in wanted:
                 frames[slot] = runtime.tensor_to_samples(frame, crop, sample_dtype)

@@ -347,6 +347,11 @@ def prepare_workers(args: argparse.Namespace, model_path: str,
     if args.ray is None and workers == 1:
         return runtime.open_model(model_path, gpu=args.gpu, precision=args.precision, frame_size=frame_size,
                                   tile=args.tile, max_memory_gb=args.max_memory, threads=args.threads)
+    if args.gpu and args.ray is None and not torch.cuda.is_available():
+        # Local Ray workers would ask for GPUs Ray cannot see and never start.
+        mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+        raise UserError("--gpu with --workers needs a CUDA GPU, and there is none here"
+                        + (" (Ray cannot use Apple's MPS: use --gpu without --workers)" if mps else ""))
     import ray_workers
     ray_workers.import_ray()  # Ray missing: how to install it, before any work
     runtime.load_model(model_path)  # a bad model file fails here, in one line, before Ray starts

@@ -123,12 +123,10 @@ class SegmentWorker:
         return check_storage(self.job)
 
     def render(self, segment: Segment) -> tuple:
-        import torch
         if self.model_runtime is None:
             self.model_runtime = self.job.open_model()
         progress = SegmentProgress(self.counter, segment.index)
-        with torch.jit.optimized_execution(False):
-            summary = video_jobs.render_segment(self.job, segment, self.model_runtime, progress)
+        summary = video_jobs.render_segment(self.job, segment, self.model_runtime, progress)
         progress.finish()
         return tuple(summary)
 
@@ -169,11 +167,13 @@ class RayRenderer:
         started = time.perf_counter()
         self._init(ray)
         try:
+            actor_count = min(self.workers, len(pending))
             counter = ray.remote(num_cpus=0)(ProgressCounter).remote()
-            worker_class = ray.remote(num_cpus=self.threads_per_worker, num_gpus=1 if self.gpu else 0,
+            worker_class = ray.remote(num_cpus=self.threads_per_worker,
+                                      num_gpus=gpus_per_worker(ray, actor_count) if self.gpu else 0,
                                       max_restarts=RESTARTS, max_task_retries=RESTARTS)(SegmentWorker)
             job = self.job if self.threads_per_worker is None else _with_threads(self.job, self.threads_per_worker)
-            actors = [worker_class.remote(job, counter) for _ in range(min(self.workers, len(pending)))]
+            actors = [worker_class.remote(job, counter) for _ in range(actor_count)]
             hosts = self._wait(ray, [actor.check.remote() for actor in actors])
             self.started_seconds = time.perf_counter() - started
             log.info(f"Ray workers ready: {len(actors)} on {len(set(hosts))} "
@@ -212,6 +212,20 @@ class RayRenderer:
         except ray.exceptions.RayActorError as error:
             raise JobError(f"a worker died {RESTARTS + 1} times ({str(error).strip().splitlines()[0]}); "
                            f"see Ray's logs") from None
+
+
+def gpus_per_worker(ray, workers: int) -> float:
+    """The share of a GPU each of ``workers`` actors asks Ray for; refuses at once where Ray sees none.
+
+    Ray counts CUDA GPUs only: actors asking for one on a machine without
+    (a CPU machine, a Mac with MPS) would never be scheduled and the job would
+    wait forever. Several workers share the GPUs there are.
+    """
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if gpus <= 0:
+        raise JobError("--gpu with Ray workers needs a CUDA GPU that Ray can see, and this cluster has none "
+                       "(Ray does not schedule work on Apple's MPS: on a Mac, use --gpu without --workers/--ray)")
+    return min(1.0, gpus / workers)
 
 
 def _with_threads(job: JobSpec, threads: int) -> JobSpec:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Mapping, NamedTuple, Optional, Tuple
+from typing import Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
 import numpy as np
 import torch
@@ -240,9 +240,15 @@ def model_filters(model: torch.nn.Module) -> int:
 # --------------------------------------------------------------------------- tiling
 
 def default_memory_budget_gb(device: torch.device) -> float:
-    """60% of the device's memory: room for the rest of the process and the system."""
+    """60% of the device's memory: room for the rest of the process and the system.
+
+    CUDA: the GPU's memory; MPS: what Metal recommends for one process (unified
+    memory shared with the system); CPU: the machine's memory.
+    """
     if device.type == "cuda":
         total = torch.cuda.get_device_properties(device).total_memory
+    elif device.type == "mps":
+        total = torch.mps.recommended_max_memory()
     else:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return 0.6 * total / 2 ** 30
@@ -358,6 +364,103 @@ class ModelRuntime(NamedTuple):
         """(H, W, 3) float32 pixels -> the padded (1, 3, H', W') tensor the model sees, and its crop."""
         padded, crop = pad_to_multiple(image_to_tensor(pixels))
         return padded.to(device=self.device, dtype=self.dtype), crop
+
+
+# --------------------------------------------------------------------------- calling the model
+
+Pyramids = Tuple[List[torch.Tensor], List[torch.Tensor]]  # (image pyramid, feature pyramid)
+Flows = Tuple[List[torch.Tensor], List[torch.Tensor]]     # (forward, backward) flow pyramids
+
+
+def _takes_float32_time(model: torch.nn.Module) -> bool:
+    """Our networks (also tiled) scale flows by ``dt`` in float32 whatever their precision."""
+    inner = model.model if isinstance(model, tiling.TiledInterpolator) else model
+    return supports_reuse(inner)
+
+
+def time_input(model: torch.nn.Module, like: torch.Tensor, dt: float) -> torch.Tensor:
+    """``dt`` as the (B, 1) tensor ``model`` takes, for frames like ``like``.
+
+    float32 for our networks in every precision (in bfloat16, 1/3 would be
+    0.33398); files with only ``forward`` (the original port's) compute with
+    ``dt`` in their frames' dtype, so they get it in that dtype.
+    """
+    dtype = torch.float32 if _takes_float32_time(model) else like.dtype
+    return torch.full((like.shape[0], 1), float(dt), dtype=dtype, device=like.device)
+
+
+class ModelFrame:
+    """A frame as the model sees it: a padded (B, 3, H, W) tensor, and its pyramids once computed."""
+
+    def __init__(self, tensor: torch.Tensor):
+        self.tensor = tensor
+        self._pyramids: Optional[Pyramids] = None
+
+    def pyramids(self, model: torch.nn.Module) -> Pyramids:
+        if self._pyramids is None:
+            with torch.no_grad():
+                self._pyramids = model.encode(self.tensor)
+        return self._pyramids
+
+
+# TorchScript's optimizing executor re-profiles and recompiles during the first
+# calls (seconds each, per input size) for no measurable gain here; every model
+# call below runs with it off.
+def _executor_settings():
+    return torch.jit.optimized_execution(False)
+
+
+def run_schedule(model: torch.nn.Module, first: ModelFrame, second: ModelFrame, schedule,
+                 reuse: Optional[bool] = None) -> Iterator[Tuple[int, torch.Tensor]]:
+    """Make a ``frame_schedule.Schedule``'s frames; yields (slot, frame) in the schedule's step order.
+
+    The one place where frames are made from a model, for images and videos.
+    ``first`` and ``second`` are slots 0 and last, on the model's device and
+    dtype. Frames are clamped to [0, 1] (also before serving as inputs of later
+    steps, as in the original port) and must not be modified in place: a frame
+    may still be needed as an input. With ``reuse`` (default: when the model
+    supports it) a frame's pyramids are computed once (kept on its
+    ``ModelFrame``) and a pair's flows once; what this call made is dropped
+    after the last step that needs it, so only the frames along the current
+    branch of the schedule hold pyramids. Without, ``forward`` runs whole.
+    """
+    if reuse is None:
+        reuse = supports_reuse(model)
+    slot_last_use = schedule.last_use_of_slots()
+    pair_last_use = schedule.last_use_of_pairs()
+    frames: Dict[int, ModelFrame] = {0: first, schedule.last_slot: second}
+    del first, second  # held only in frames, so that what the caller does not hold is freed at last use
+    flows: Dict[Tuple[int, int], Flows] = {}
+
+    # A function of its own, so that its local references to pyramids end with
+    # the step and freed pyramids are really freed before the next encode.
+    @torch.no_grad()
+    def make_frame(step) -> torch.Tensor:
+        left, right = frames[step.left], frames[step.right]
+        dt = time_input(model, left.tensor, step.dt)
+        if not reuse:
+            return model(left.tensor, right.tensor, dt).clamp(0, 1)
+        left_images, left_features = left.pyramids(model)
+        right_images, right_features = right.pyramids(model)
+        pair = (step.left, step.right)
+        if pair not in flows:
+            flows[pair] = model.estimate_flows(left_features, right_features)
+        forward_flows, backward_flows = flows[pair]
+        return model.synthesize(left_images, left_features, right_images, right_features,
+                                forward_flows, backward_flows, dt).clamp(0, 1)
+
+    for index, step in enumerate(schedule.steps):
+        with _executor_settings():
+            frame = make_frame(step)
+        pair = (step.left, step.right)
+        if step.new in slot_last_use:
+            frames[step.new] = ModelFrame(frame)
+        if pair_last_use[pair] == index:
+            flows.pop(pair, None)
+        for slot in pair:
+            if slot_last_use[slot] == index:
+                frames.pop(slot, None)
+        yield step.new, frame
 
 
 def open_model(path: str, *, gpu: bool = False, precision: str = "fp32", frame_size: Tuple[int, int],

@@ -533,12 +533,8 @@ class InProcessRenderer:
 
     def __call__(self, pending: Sequence[Segment], on_done: Callable[[Segment, ChunkSummary], None],
                  progress=None) -> None:
-        import torch
-        # TorchScript's optimizing executor re-profiles and recompiles during
-        # the first calls (seconds each) for no measurable gain here.
-        with torch.jit.optimized_execution(False):
-            for segment in pending:
-                on_done(segment, render_segment(self.job, segment, self.model_runtime, progress))
+        for segment in pending:
+            on_done(segment, render_segment(self.job, segment, self.model_runtime, progress))
 
 
 # --------------------------------------------------------------------------- joining

@@ -42,6 +42,7 @@ import cv2
 import numpy as np
 import torch
 
+import frame_schedule
 import media_io
 import runtime
 import video_io
@@ -257,19 +258,6 @@ def drop_duplicates(frames: Iterator[video_io.SourceFrame], threshold: float = D
 
 # --------------------------------------------------------------------------- model
 
-class ModelFrame:
-    """A frame as the model sees it: a padded tensor, and its pyramids once computed."""
-
-    def __init__(self, tensor: torch.Tensor):
-        self.tensor = tensor
-        self._pyramids: Optional[Tuple[List[torch.Tensor], List[torch.Tensor]]] = None
-
-    def pyramids(self, model) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
-        if self._pyramids is None:
-            self._pyramids = model.encode(self.tensor)
-        return self._pyramids
-
-
 class SourceSlot:
     """A decoded source frame with what the pairs it belongs to need from it (made when first needed)."""
 
@@ -281,7 +269,7 @@ class SourceSlot:
         self._runtime = model_runtime
         self._sample_dtype = sample_dtype
         self._samples: Optional[np.ndarray] = None
-        self._model_frame: Optional[ModelFrame] = None
+        self._model_frame: Optional[runtime.ModelFrame] = None
         self.crop: Optional[runtime.CropBox] = None  # where the frame lies in the model's padded frames
 
     @property
@@ -291,20 +279,21 @@ class SourceSlot:
             self._samples = video_io.as_samples(self.pixels, self._sample_dtype)
         return self._samples
 
-    def model_frame(self) -> ModelFrame:
+    def model_frame(self) -> runtime.ModelFrame:
         if self._model_frame is None:
             padded, self.crop = self._runtime.to_model(video_io.as_float(self.pixels))
-            self._model_frame = ModelFrame(padded)
+            self._model_frame = runtime.ModelFrame(padded)
         return self._model_frame
 
 
 class PairRenderer:
-    """Makes the frames at given t between two frames, reusing pyramids and flows when the model allows.
+    """Makes the frames at given t between two frames, with ``runtime.run_schedule``.
 
     ``direct``: every frame from the pair with dt = t (flows computed once per
     pair). ``recursive``: every t must be a multiple of 1/2^D; frames are made
-    by halving intervals (dt = 0.5 only), each midpoint once, depth first.
-    Models with only ``forward`` run it whole for every frame made.
+    by halving intervals (dt = 0.5 only), each midpoint once, depth first
+    (``frame_schedule.schedule_at``). Models with only ``forward`` run it
+    whole for every frame made.
     """
 
     def __init__(self, model_runtime: runtime.ModelRuntime, mode: str = "direct", reuse: Optional[bool] = None):
@@ -313,49 +302,22 @@ class PairRenderer:
         self.runtime, self.model, self.mode = model_runtime, model_runtime.model, mode
         self.reuse = model_runtime.reuse if reuse is None else reuse
 
-    @torch.no_grad()
-    def _make(self, a: ModelFrame, b: ModelFrame, dt: Fraction,
-              flows: Optional[Tuple[List[torch.Tensor], List[torch.Tensor]]] = None) -> torch.Tensor:
-        dt_tensor = a.tensor.new_full((a.tensor.shape[0], 1), float(dt))
-        if not self.reuse:
-            return self.model(a.tensor, b.tensor, dt_tensor).clamp(0, 1)
-        images_a, features_a = a.pyramids(self.model)
-        images_b, features_b = b.pyramids(self.model)
-        if flows is None:
-            flows = self.model.estimate_flows(features_a, features_b)
-        return self.model.synthesize(images_a, features_a, images_b, features_b,
-                                     flows[0], flows[1], dt_tensor).clamp(0, 1)
+    def render(self, a: runtime.ModelFrame, b: runtime.ModelFrame,
+               times: Sequence[Fraction]) -> Iterator[Tuple[Fraction, torch.Tensor]]:
+        """Yields (t, frame) for the distinct ``times`` (0 < t < 1), in ascending order.
 
-    def render(self, a: ModelFrame, b: ModelFrame, times: Sequence[Fraction]) -> Iterator[Tuple[Fraction, torch.Tensor]]:
-        """Yields (t, frame) for the distinct ``times`` (0 < t < 1), in ascending order."""
-        times = sorted(set(times))
-        if not times:
-            return
-        if times[0] <= 0 or times[-1] >= 1:
-            raise ValueError(f"times must lie strictly between 0 and 1, got {times}")
-        if self.mode == "recursive":
-            yield from self._bisect(a, b, Fraction(0), Fraction(1), times)
-            return
-        flows = None
-        if self.reuse:
-            with torch.no_grad():
-                flows = self.model.estimate_flows(a.pyramids(self.model)[1], b.pyramids(self.model)[1])
-        for t in times:
-            yield t, self._make(a, b, t, flows)
-
-    def _bisect(self, low: ModelFrame, high: ModelFrame, low_t: Fraction, high_t: Fraction,
-                times: Sequence[Fraction]) -> Iterator[Tuple[Fraction, torch.Tensor]]:
-        inside = [t for t in times if low_t < t < high_t]
-        if not inside:
-            return
-        middle_t = (low_t + high_t) / 2
-        if high_t - low_t < Fraction(1, 2**20):
-            raise ValueError(f"recursive mode needs times that are multiples of a power of 1/2, got {inside}")
-        middle = ModelFrame(self._make(low, high, Fraction(1, 2)))
-        yield from self._bisect(low, middle, low_t, middle_t, inside)
-        if middle_t in inside:
-            yield middle_t, middle.tensor
-        yield from self._bisect(middle, high, middle_t, high_t, inside)
+        A frame is yielded as soon as every earlier one has been: in recursive
+        mode a midpoint waits for the frames before it, which are made from it
+        (so it is held anyway).
+        """
+        schedule = frame_schedule.schedule_at(self.mode, times)
+        wanted = list(schedule.outputs[1:-1])  # ascending slots are ascending times
+        made = {}
+        for slot, frame in runtime.run_schedule(self.model, a, b, schedule, self.reuse):
+            if slot in wanted:
+                made[slot] = frame
+            while wanted and wanted[0] in made:
+                yield schedule.times[wanted[0]], made.pop(wanted.pop(0))
 
 
 # --------------------------------------------------------------------------- the run

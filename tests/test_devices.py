@@ -12,6 +12,7 @@
 """
 import io
 import subprocess
+from fractions import Fraction
 import sys
 import zipfile
 
@@ -147,3 +148,97 @@ def test_mps_bf16_needs_macos_14(monkeypatch, macos, native):
     monkeypatch.setattr(runtime, '_macos_major', lambda: macos)
     assert runtime.native_precision_support(torch.device('mps'), 'bf16') is native
     assert runtime.native_precision_support(torch.device('mps'), 'fp16')
+
+
+# --------------------------------------------------------------------------- around the network
+
+class TimeRecorder(torch.nn.Module):
+    """Our network, recording the dtype and value of every dt it is given."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.times = model, []
+
+    def encode(self, image):
+        return self.model.encode(image)
+
+    def estimate_flows(self, features0, features1):
+        return self.model.estimate_flows(features0, features1)
+
+    def synthesize(self, *args):
+        self.times.append(args[-1])
+        return self.model.synthesize(*args)
+
+    def forward(self, x0, x1, dt):
+        self.times.append(dt)
+        return self.model(x0, x1, dt)
+
+
+@pytest.mark.parametrize('reuse', [True, False])
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16], ids=['bf16', 'fp16'])
+def test_dt_stays_float32_into_the_network_in_every_precision(dtype, reuse):
+    import frame_schedule
+    import image_pipeline
+    import tiling
+    import video_pipeline
+    model = TimeRecorder(Interpolator(filters=4, flow_filters=(4, 4, 8, 8)).eval().to(dtype))
+    x = torch.rand(1, 3, 64, 64).to(dtype)
+    list(image_pipeline.run_schedule(model, x, x, frame_schedule.direct_schedule(2), reuse=reuse))
+    renderer = video_pipeline.PairRenderer(runtime.ModelRuntime(model, torch.device('cpu'), dtype), 'direct', reuse)
+    list(renderer.render(runtime.ModelFrame(x), runtime.ModelFrame(x), [Fraction(1, 3)]))
+    # float32's nearest values, not bf16's (1/3 would be 0.33398).
+    expected = [torch.tensor(float(t)).item() for t in (Fraction(1, 3), Fraction(2, 3), Fraction(1, 3))]
+    assert [(dt.dtype, dt.item()) for dt in model.times] == [(torch.float32, value) for value in expected]
+    # Tiled, our network still takes float32; a forward-only file gets its frames' dtype.
+    assert runtime.time_input(tiling.TiledInterpolator(model, 64), x, 0.5).dtype == torch.float32
+
+    class ForwardOnly(torch.nn.Module):
+        def forward(self, x0, x1, dt):
+            return x0
+    assert runtime.time_input(ForwardOnly(), x, Fraction(1, 3)).dtype == dtype
+
+
+def test_gpu_ray_workers_are_refused_where_ray_sees_no_gpu():
+    import ray_workers
+    from video_jobs import JobError
+
+    class FakeRay:
+        def __init__(self, resources):
+            self.resources = resources
+
+        def cluster_resources(self):
+            return self.resources
+    with pytest.raises(JobError, match="needs a CUDA GPU that Ray can see"):
+        ray_workers.gpus_per_worker(FakeRay({'CPU': 8.0}), 2)
+    assert ray_workers.gpus_per_worker(FakeRay({'GPU': 1.0}), 2) == 0.5  # two workers share one GPU
+    assert ray_workers.gpus_per_worker(FakeRay({'GPU': 4.0}), 2) == 1.0
+
+
+def test_gpu_workers_on_a_mac_get_a_word_about_mps(monkeypatch):
+    import argparse
+
+    import inference_video
+    from cli import UserError
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setattr(torch.backends.mps, 'is_available', lambda: True)
+    args = argparse.Namespace(workers=2, ray=None, gpu=True)
+    with pytest.raises(UserError, match="Ray cannot use Apple's MPS"):
+        inference_video.prepare_workers(args, 'unused.pt', (64, 64))
+
+
+@pytest.mark.parametrize('device', ['cuda', 'mps'])
+@pytest.mark.parametrize('gigabytes, tiled', [(4, True), (80, False)])
+def test_the_tile_budget_comes_from_the_devices_memory(monkeypatch, device, gigabytes, tiled):
+    class Properties:
+        total_memory = gigabytes * 2 ** 30
+    monkeypatch.setattr(torch.cuda, 'get_device_properties', lambda device=None: Properties())
+    monkeypatch.setattr(torch.mps, 'recommended_max_memory', lambda: gigabytes * 2 ** 30)
+    budget = runtime.default_memory_budget_gb(torch.device(device))
+    assert budget == pytest.approx(0.6 * gigabytes)
+    # A 4K frame in fp16: tiled on a 4 GB device, in tiles that fit its budget; whole on 80 GB.
+    import tiling
+    model = Interpolator(filters=64).eval()
+    made = runtime.apply_tiling(model, 2176, 3840, None, None, torch.float16, torch.device(device))
+    assert isinstance(made, tiling.TiledInterpolator) is tiled
+    if tiled:
+        assert tiling.required_memory(2176, 3840, made.tile_size, made.tile_size, 64, 2) <= budget * 2 ** 30

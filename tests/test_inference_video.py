@@ -629,6 +629,9 @@ BAD_FILE_CASES = {
     "gif": (["{model}", "{film}", "--save_path", "{tmp}/out.gif"], "GIF output is not offered"),
     "output is the input": (["{model}", "{film}", "--save_path", "{film}"], "the output path is the input"),
     "output is the input folder": (["{model}", "{mixed}", "--save_path", "{mixed}"], "the output folder is the input"),
+    **({} if torch.cuda.is_available() else {
+        # Local Ray workers asking for a GPU that Ray cannot see would never start.
+        "gpu workers without a GPU": (["{model}", "{film}", "--gpu", "--workers", "2"], "needs a CUDA GPU")}),
 }
 
 
