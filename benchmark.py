@@ -1,12 +1,12 @@
 """Speed and memory of this FILM port on the CPU, printed as a table.
 
-    python benchmark.py            # the full run: Style network, 20-40 min
+    python benchmark.py            # the full run: Style network; slow
     python benchmark.py --quick    # smoke run: tiny network, small frames
 
 Every measurement runs in a child process of its own, so that each row's peak
 RSS (``ru_maxrss``) is that workload's alone. The network is the released
 Style configuration (filters 64, 34.4 M parameters) with random weights:
-speed does not depend on the weights' values. Workloads (as in the issue):
+speed does not depend on the weights' values. Workloads:
 
   A  one mid frame at 1280x704; the same network in TensorFlow
      (tests/tf_film.py, same weights) measured in the same run, with the ratio;
@@ -21,6 +21,8 @@ speed does not depend on the weights' values. Workloads (as in the issue):
   C  2x a 720p sequence through the video path (each frame encoded once,
      flows once per pair) against one forward() per pair
   D  one 3840x2160 frame, tiled to fit the memory budget
+  E  a segmented inference_video.py job with the tiny network: one segment,
+     several segments, 2 Ray workers, and a resume after SIGKILL
 
 Columns: seconds per output frame (A and the forward() baselines of B and C:
 median of --repeats calls after a warm-up, every call costing the same; the
@@ -29,7 +31,8 @@ divided by the frames made, since their frames do not cost the same; D: one
 run),
 counted GFLOP/s (convolution multiply-adds x 2, counted by
 torch.utils.flop_counter on the meta device, divided by that time), and the
-child process's peak RSS.
+child process's peak RSS. Figures measured so far, with their machines, and
+how long a full run takes: docs/performance.md.
 """
 import argparse
 import json

@@ -140,13 +140,12 @@ MODEL_HELP = ("TorchScript model written by export.py or by the original PyTorch
               "or a state dict written by export.py --statedict")
 
 PRECISION_HELP = (
-    "arithmetic of the convolutions. fp32 (default) matches the original TensorFlow model to "
-    "~3e-6. bf16: less memory, and faster where the hardware has it (CPUs with "
-    "AVX-512 BF16 or AMX, recent GPUs); error vs fp32 {bf16}. fp16: for GPUs; error vs fp32 "
-    "{fp16}. (Errors as a fraction of the largest output value, measured with the Style "
-    "network.) Flows and warp positions stay float32 in every precision. Asked for on "
-    "hardware without native support (where it ran ~9x slower than fp32), it says so and "
-    "uses fp32")
+    "arithmetic of the convolutions. fp32 (default): what the original TensorFlow model "
+    "computes. bf16: less memory, and faster where the hardware has it (CPUs with "
+    "AVX-512 BF16 or AMX, recent GPUs), at a small loss of accuracy. fp16: for GPUs, "
+    "likewise. Flows and warp positions stay float32 in every precision. Asked for on "
+    "hardware without native support, it says so and uses fp32. Errors and speeds: "
+    "docs/exactness.md, docs/performance.md")
 
 
 GPU_HELP = "use CUDA, or Apple MPS, when available (otherwise say so and use the CPU)"
@@ -183,7 +182,8 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=whole_number(1), default=None, metavar="N",
                         help="CPU threads for the model (default: $OMP_NUM_THREADS if set, else the cores "
                              f"this process may use, here {runtime.available_cores()}). Give fewer when other "
-                             "jobs share the CPU: threads that wait for a busy core slow every step down")
+                             "jobs share the CPU: threads that wait for a busy core slow every step down "
+                             "(see docs/performance.md)")
 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:

@@ -101,13 +101,10 @@ scene cuts:
   source frame (the later one from the middle on). The difference is the
   mean absolute difference of the two frames as gray thumbnails {SCENE_THUMBNAIL_WIDTH} pixels
   wide (0 = same, 1 = black vs white), at the best shift of up to {SCENE_MAX_SHIFT}
-  thumbnail pixels, which discounts camera pans. Measured: the two photos
-  in photos/ (a child moving) 0.023; a pattern moving 3 pixels per frame
-  0.01-0.03; a pan by 1/20 of the width per frame 0.00; a cut to a close-up
-  of the same photo 0.28, to a different place 0.35; (the same photo upside
-  down: 0.13). Default {DEFAULT_SCENE_THRESHOLD}: lower it if cuts between similar-looking
-  shots get morphed, raise it (1 = off) if fast motion is taken for cuts.
-  The number of cuts found is reported.
+  thumbnail pixels, which discounts camera pans. Default {DEFAULT_SCENE_THRESHOLD}: lower it if
+  cuts between similar-looking shots get morphed, raise it (1 = off) if
+  fast motion is taken for cuts. The number of cuts found is reported.
+  Differences measured on typical content: docs/video.md.
 
 held frames (--dedup, for animation on twos or threes):
   Drawn animation often holds each drawing for 2 or 3 frames, and
@@ -122,14 +119,10 @@ held frames (--dedup, for animation on twos or threes):
   the frame does not. Whether a frame is dropped depends only on it and
   the frame before. The first and the last frame are always kept, so the
   output lasts as long as the source (its last step then holds still).
-  Measured on generated cel animation (outlined shapes on painted
-  backgrounds, 640x360 and 1280x720, H.264 CRF 18, 28 and 35, with and
-  without film grain of 3 levels): copies of a drawing 0.000-0.048 (at most
-  0.020 without grain at CRF 18-28); new drawings 0.10-0.79 (a 1 px move
-  0.10 at 640x360, a blink 0.17). A faint line (40 levels) moving 1 px
-  measures 0.020 and is taken for a copy: such changes are left to the
-  interpolation. Default (--dedup alone) {DEFAULT_DEDUP_THRESHOLD}. Off by default; needs
-  --mode direct. How many frames were dropped is reported.
+  Faint, low-contrast changes can fall below X and are taken for copies:
+  the interpolation then carries them. Default (--dedup alone) {DEFAULT_DEDUP_THRESHOLD}. Off
+  by default; needs --mode direct. How many frames were dropped is
+  reported. Differences measured on cel animation: docs/video.md.
 
 input:
   A video file (anything FFmpeg decodes) or a folder of images (PNG, JPEG,

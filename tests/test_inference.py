@@ -597,7 +597,7 @@ def test_help_documents_everything():
     result = run_program("--help")
     assert result.returncode == 0
     for words in ["model_path", "img1", "img2", "--save_path", "--frames", "--fps", "--mode", "balanced",
-                  "recursive", "direct", "--forward_only", "--gpu", "--precision", "bf16", "max 1.0e-2",
+                  "recursive", "direct", "--forward_only", "--gpu", "--precision", "bf16", "docs/exactness.md",
                   "--fp16", ".mp4", ".gif",
                   "PNG", "multiples of 64", "2^K - 1", "trained at dt = 0.5", "exit status"]:
         assert words in result.stdout, words

@@ -307,7 +307,7 @@ def test_estimated_output_frames():
 # --------------------------------------------------------------------------- helpers
 
 def test_scene_metric_separates_motion_from_cuts():
-    """The measurements behind the default threshold (0.2), see --help."""
+    """The measurements behind the default threshold (0.2), see docs/video.md."""
     threshold = video_pipeline.DEFAULT_SCENE_THRESHOLD
     difference = lambda a, b: video_pipeline.scene_difference(video_pipeline.scene_thumbnail(a),
                                                                video_pipeline.scene_thumbnail(b))
