@@ -458,12 +458,19 @@ def main(argv=None) -> int:
                              'medians (default 1)')
     parser.add_argument('--sequence_frames', type=int, default=30,
                         help='frames of the workload C sequence (default 30)')
+    parser.add_argument('--device', choices=('cuda', 'mps', 'cpu'),
+                        help='instead of the CPU workloads: the device table (benchmarks/device.py): '
+                             'forward and video path per size and precision, with peak device memory')
     parser.add_argument('--child', nargs=2, metavar=('WORKLOAD', 'VARIANT'), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.rounds < 1 or args.sequence_frames < 2:
         parser.error('--repeats and --rounds must be >= 1 and --sequence_frames >= 2')
     sys.path.insert(0, ROOT)
 
+    if args.device:
+        from benchmarks import device
+        return device.main(args.device, quick=args.quick, repeats=args.repeats,
+                           sequence_frames=min(args.sequence_frames, 4 if args.quick else 8))
     if args.child:
         workload, variant = args.child
         args.variant = VARIANT_ARG.get(variant, variant)

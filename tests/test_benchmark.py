@@ -62,3 +62,24 @@ def test_sequence_frames_all_have_the_full_size():
     frames of two sizes in workload C."""
     frames = benchmark.frames_of_size(72, 128, count=30)
     assert {tuple(frame.shape) for frame in frames} == {(1, 3, 72, 128)}
+
+
+def test_device_table_runs_on_the_cpu(capsys):
+    """The GPU benchmark's logic (--device cuda/mps) runs here on the CPU: every size, precision and path."""
+    assert benchmark.main(['--device', 'cpu', '--quick', '--repeats', '1']) == 0
+    output = capsys.readouterr().out
+    rows = [line.split('|')[1:-1] for line in output.splitlines() if line.startswith('| 192x128')]
+    assert [(cells[1].strip(), cells[2].strip(), cells[3].strip()) for cells in rows] == [
+        (precision, path, variant) for precision in ('fp32', 'fp16', 'bf16')
+        for path, variant in (('forward', 'plain'), ('forward', 'channels_last'), ('video', 'reuse'))]
+    assert all(float(cells[4]) > 0 and len(cells) == 8 for cells in rows)
+    errors = {cells[1].strip(): float(cells[7].split()[0]) for cells in rows if cells[3].strip() == 'plain'}
+    # Against the same network's fp32, within the precisions' bounds (tests/test_devices.py).
+    assert errors['fp32'] == 0 and 0 < errors['fp16'] <= 5e-3 and 0 < errors['bf16'] <= 4e-2
+    assert all('kept' in cells[7] for cells in rows if cells[3].strip() == 'channels_last')
+
+
+def test_device_table_says_when_a_variant_fails():
+    from benchmarks import device
+    row = dict(size='1920x1080', precision='fp16', path='forward', variant='cuda-graph', failed='capture failed')
+    assert device.format_row(row).endswith('failed: capture failed |')
