@@ -39,6 +39,11 @@ import video_pipeline  # noqa: E402
 log = logging.getLogger("film")
 
 
+def count(number: int, noun: str) -> str:
+    """``1 frame``, ``2 frames``: a count with its noun in the right number."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 class UserError(Exception):
     """A problem with the command line or its files, explained in one line."""
 

@@ -253,6 +253,7 @@ def self_test(loaded, model, dtype, tolerance, gpu, verbose):
     worst_fp32 = print_errors('fp32', compare(tf_outputs, model.debug_forward(x0, x1, dt)))
     if worst_fp32 > tolerance:
         failures.append(f'fp32 error {worst_fp32:.2e} > {tolerance:.0e}')
+    passed = [f'fp32 worst {worst_fp32:.1e} <= --tolerance {tolerance:g}']
     if dtype != torch.float32:
         # What is stored is rounded to dtype; its effect, isolated from compute precision.
         rounded = Interpolator(**model.config).eval()
@@ -261,6 +262,7 @@ def self_test(loaded, model, dtype, tolerance, gpu, verbose):
                              compare(tf_outputs, rounded.debug_forward(x0, x1, dt)))
         if worst > ROUNDED_WEIGHTS_TOLERANCE:
             failures.append(f'{dtype} weights error {worst:.2e} > {ROUNDED_WEIGHTS_TOLERANCE:.0e}')
+        passed.append(f'{str(dtype)[6:]} weights worst {worst:.1e} <= {ROUNDED_WEIGHTS_TOLERANCE:g}')
     if gpu:
         device = pick_gpu()
         if device is None:
@@ -275,7 +277,7 @@ def self_test(loaded, model, dtype, tolerance, gpu, verbose):
                          compare(tf_outputs, on_gpu.debug_forward(*args)))
     if failures:
         raise ExportError('self-test failed: ' + '; '.join(failures) + ' (nothing written)')
-    print(f'  passed: fp32 worst {worst_fp32:.1e} <= --tolerance {tolerance:g}')
+    print(f'  passed: {"; ".join(passed)}')
 
 
 def pick_gpu():

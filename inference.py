@@ -172,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
     playback = "" if kind == "png" else \
         f" at {cli.format_fps(args.fps)} fps ({float(len(order) / args.fps):.2f} s" \
         f"{', img1 -> img2 -> back' if pingpong else ''})"
-    print(f"{args.frames} in-between frames ({args.mode} mode, {len(schedule.steps)} model runs, "
+    print(f"{cli.count(args.frames, 'in-between frame')} ({args.mode} mode, "
+          f"{cli.count(len(schedule.steps), 'model run')}, "
           f"{compute_seconds:.1f} s on {model_runtime.device.type}) for {width}x{height} images; "
           f"{len(order)} frames{playback} written as {media_io.describe_kind(kind, encoding)} to {writer.path} "
           f"in {seconds:.1f} s")

@@ -238,8 +238,8 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
             parser.error("--mode recursive makes midpoints only: it needs --multiplier 2, 4, 8, 16, ... "
                          "(use --mode direct for other multipliers and for --fps)")
         if args.dedup is not None:
-            parser.error("--dedup needs --mode direct: after dropped frames, new frames fall at thirds "
-                         "and quarters of a pair, which midpoints cannot make")
+            parser.error("--dedup needs --mode direct: after dropped frames, new frames fall at quarters "
+                         "or sixths of a pair (drawings held for 2 or 3 frames), which midpoints cannot all make")
     cli.check_output_arguments(parser, args)
 
 

@@ -84,6 +84,9 @@ def test_export_of_the_originals_savedmodel(original_savedmodel, tmp_path, capsy
         row = next(line for line in lines if line.split()[:1] == [name])
         assert len(row.split()) == 1 + levels, row
     assert ('float16 weights' in result.stdout) == (not fp32)
+    # The closing line sums up every check that ran, the fp16 weights' too.
+    passed = next(line for line in lines if line.strip().startswith('passed:'))
+    assert 'fp32 worst' in passed and ('float16 weights worst' in passed) == (not fp32)
     assert result.stderr == ''  # TensorFlow's native log lines are hidden
     assert os.listdir(save_path.parent) == ['film.pt']  # no temporary file left behind
     mode = stat.S_IMODE(os.stat(save_path).st_mode)

@@ -329,7 +329,9 @@ def test_png_frames_in_time_order(capsys, tmp_path, model_files, script_model, i
         made = dict(image_pipeline.run_schedule(script_model, x0, x1, schedule))
     for frame, slot in zip(frames[1:-1], schedule.outputs[1:-1]):
         assert np.abs(frame.astype(int) - runtime.tensor_to_uint8(made[slot], crop)).max() <= 1
-    assert f"{n} in-between frames" in out and str(tmp_path / "frames") in out
+    # One of each is said in the singular ("1 in-between frame (... 1 model run, ...").
+    assert f"{n} in-between frame{'s' if n > 1 else ''} (" in out and str(tmp_path / "frames") in out
+    assert f" {len(schedule.steps)} model run{'s' if len(schedule.steps) > 1 else ''}," in out
 
 
 class RecordingWriter:
