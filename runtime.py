@@ -321,7 +321,7 @@ def pad_to_multiple(image: torch.Tensor, multiple: int = PAD_MULTIPLE) -> Tuple[
 def tensor_to_samples(frame: torch.Tensor, crop: CropBox, dtype: type = np.uint8) -> np.ndarray:
     """Crop a (1, 3, H, W) frame back to the input size; (H, W, 3) of ``dtype``, rounded to nearest.
 
-    uint8: 0-255; uint16: the full 16-bit scale, 0-65535 (see ``media_io``).
+    uint8: 0-255; uint16: the full 16-bit scale, 0-65535 (see ``media.samples``).
     """
     top, left, height, width = crop
     region = frame[0, :, top:top + height, left:left + width].float()

@@ -1,6 +1,6 @@
 """The streaming video pipeline: source frames in, frames at an exact higher rate out.
 
-Given a frame source (``video_io``), an ``OutputClock`` (where the output
+Given a frame source (``media.sources``), an ``OutputClock`` (where the output
 frames fall between the source frames) and a ``PairRenderer`` around a
 ``runtime.ModelRuntime``, ``interpolate_stream`` writes every output frame;
 ``inference_video.py`` is the command line around it, and anything else (a
@@ -8,7 +8,7 @@ worker rendering part of a video, the benchmark) can call it the same way.
 
 Conventions used throughout this module:
 
-- Times are exact ``fractions.Fraction`` seconds (see ``video_io``). Output
+- Times are exact ``fractions.Fraction`` seconds (see ``media.sources``). Output
   frame ``n`` is at ``start + n / rate``, where ``start`` is the first source
   frame's time; writers give it pts ``n`` in time base ``1 / rate``, so the
   first source frame is at 0 in the output.
@@ -42,9 +42,10 @@ import cv2
 import numpy as np
 import torch
 
-import media_io
+import media.errors
+import media.samples
+import media.sources
 import runtime
-import video_io
 
 MODES = ("direct", "recursive")
 # Scene cuts: see scene_difference, and inference_video's --help text for the
@@ -163,7 +164,7 @@ def scene_thumbnail(pixels: np.ndarray) -> np.ndarray:
     size = (SCENE_THUMBNAIL_WIDTH, max(1, round(height * SCENE_THUMBNAIL_WIDTH / width)))
     # Area averaging first (on uint8 when possible: fast even at 4K), gray after.
     small = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(video_io.as_float(small), cv2.COLOR_RGB2GRAY)
+    return cv2.cvtColor(media.samples.to_float(small), cv2.COLOR_RGB2GRAY)
 
 
 def scene_difference(thumbnail_a: np.ndarray, thumbnail_b: np.ndarray, max_shift: int = SCENE_MAX_SHIFT) -> float:
@@ -218,15 +219,15 @@ def duplicate_difference(pixels_a: np.ndarray, pixels_b: np.ndarray, block: int 
     if difference.ndim == 3:
         channels = cv2.split(difference)
         difference = functools.reduce(cv2.max, channels[1:], channels[0])
-    difference = video_io.as_float(difference)
+    difference = media.samples.to_float(difference)
     height, width = difference.shape
     blocks = cv2.resize(difference, (max(1, -(-width // block)), max(1, -(-height // block))),
                         interpolation=cv2.INTER_AREA)
     return float(blocks.max())
 
 
-def drop_duplicates(frames: Iterator[video_io.SourceFrame], threshold: float = DEFAULT_DEDUP_THRESHOLD,
-                    stats: Optional[DedupStats] = None) -> Iterator[video_io.SourceFrame]:
+def drop_duplicates(frames: Iterator[media.sources.SourceFrame], threshold: float = DEFAULT_DEDUP_THRESHOLD,
+                    stats: Optional[DedupStats] = None) -> Iterator[media.sources.SourceFrame]:
     """``frames`` without the ones that repeat the frame before (``duplicate_difference`` <= threshold).
 
     For animation on twos or threes: the kept frames keep their timestamps,
@@ -273,7 +274,7 @@ class ModelFrame:
 class SourceSlot:
     """A decoded source frame with what the pairs it belongs to need from it (made when first needed)."""
 
-    def __init__(self, frame: video_io.SourceFrame, model_runtime: runtime.ModelRuntime,
+    def __init__(self, frame: media.sources.SourceFrame, model_runtime: runtime.ModelRuntime,
                  sample_dtype: type = np.uint8):
         self.time = frame.time
         self.pixels = frame.pixels
@@ -288,12 +289,12 @@ class SourceSlot:
     def samples(self) -> np.ndarray:
         """The frame as written (uint8 or uint16): the decoded samples themselves when they are of that type."""
         if self._samples is None:
-            self._samples = video_io.as_samples(self.pixels, self._sample_dtype)
+            self._samples = media.samples.to_samples(self.pixels, self._sample_dtype)
         return self._samples
 
     def model_frame(self) -> ModelFrame:
         if self._model_frame is None:
-            padded, self.crop = self._runtime.to_model(video_io.as_float(self.pixels))
+            padded, self.crop = self._runtime.to_model(media.samples.to_float(self.pixels))
             self._model_frame = ModelFrame(padded)
         return self._model_frame
 
@@ -370,7 +371,7 @@ class Summary(NamedTuple):
     compute_seconds: float
 
 
-def interpolate_stream(frames: Iterator[video_io.SourceFrame], clock: OutputClock, renderer: PairRenderer,
+def interpolate_stream(frames: Iterator[media.sources.SourceFrame], clock: OutputClock, renderer: PairRenderer,
                        write, *, scene_threshold: float = DEFAULT_SCENE_THRESHOLD,
                        after_pair=None, progress=None, minimum_frames: int = 2,
                        sample_dtype: type = np.uint8) -> Summary:
@@ -433,7 +434,7 @@ def interpolate_stream(frames: Iterator[video_io.SourceFrame], clock: OutputCloc
         if clock.exhausted:
             break
     if previous is None or (counts["source"] < 2 and minimum_frames >= 2):
-        raise media_io.MediaError("at least 2 frames are needed")
+        raise media.errors.MediaError("at least 2 frames are needed")
     # The source ended: frames on its last frame's time are that frame.
     for _ in clock.at_end(previous.time):
         emit(previous.samples, "passed")

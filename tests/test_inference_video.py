@@ -1,4 +1,4 @@
-"""Tests of inference_video.py and video_io.py, on small videos made here with PyAV.
+"""Tests of inference_video.py and of the media sources and audio it uses, on small videos made here with PyAV.
 
 Test videos show a gradient background, a square moving 3 pixels per frame
 and the frame's index as a row of black/white blocks that survive H.264, plus
@@ -30,9 +30,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import inference_video  # noqa: E402
-import media_io  # noqa: E402
+import media.images  # noqa: E402
+import media.samples  # noqa: E402
+import media.sources  # noqa: E402
 import runtime  # noqa: E402
-import video_io  # noqa: E402
 import video_pipeline  # noqa: E402
 from conftest import ForwardOnly, StageRecorder, cpu_runtime, error_lines, random_interpolator, run_main, tree, assert_refused_cleanly  # noqa: E402,F401
 from video_pipeline import OutputClock  # noqa: E402
@@ -122,7 +123,7 @@ def make_video(path, times=None, count=12, rate=Fraction(30000, 1001), audio="aa
 
 
 def decode_video(path) -> Tuple[List[Fraction], List[np.ndarray]]:
-    """(times, RGB frames) of the first video stream, decoded the way video_io does."""
+    """(times, RGB frames) of the first video stream, decoded the way media.sources does."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         decoded = [(frame.pts * stream.time_base, frame.to_ndarray(format="rgb24")) for frame in container.decode(stream)]
@@ -311,7 +312,7 @@ def test_scene_metric_separates_motion_from_cuts():
     threshold = video_pipeline.DEFAULT_SCENE_THRESHOLD
     difference = lambda a, b: video_pipeline.scene_difference(video_pipeline.scene_thumbnail(a),
                                                                video_pipeline.scene_thumbnail(b))
-    one, two = (media_io.to_uint8(media_io.read_image(str(ROOT / "photos" / name))) for name in ("one.png", "two.png"))
+    one, two = (media.samples.to_uint8(media.images.read_image(str(ROOT / "photos" / name))) for name in ("one.png", "two.png"))
     assert difference(one, two) < 0.03                                   # measured 0.023
     assert difference(one, np.ascontiguousarray(np.roll(one, 48, axis=1))) < 0.01  # a fast pan is compensated
     assert difference(one, one[::-1, ::-1].copy()) > 0.1                 # same colours, other layout: 0.13
@@ -320,23 +321,6 @@ def test_scene_metric_separates_motion_from_cuts():
     assert difference(pattern_frame(4), pattern_frame(5, scene=1)) > 1.5 * threshold  # 0.35
     assert difference(one, np.full_like(one, 255)) > threshold
     assert difference(one, one) == 0
-
-
-def test_natural_sort():
-    names = ["frame10.png", "frame2.png", "Frame1.png", "frame2b.png", "a.png", "frame100.png"]
-    assert sorted(names, key=video_io.natural_sort_key) == \
-        ["a.png", "Frame1.png", "frame2.png", "frame2b.png", "frame10.png", "frame100.png"]
-
-
-@pytest.mark.parametrize("rotation, turns", [(0, 0), (90, 1), (-90, -1), (180, 2), (-180, 2), (270, -1), (89, 1)])
-def test_rotate_upright(rotation, turns):
-    pixels = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
-    np.testing.assert_array_equal(video_io.rotate_upright(pixels, rotation), np.rot90(pixels, k=turns))
-
-
-def test_tidy_rate():
-    assert video_io.tidy_rate(F(30000, 1001)) == F(30000, 1001)
-    assert video_io.tidy_rate(F(1350000, 45043)) == F(1350000, 45043).limit_denominator(1001)
 
 
 # --------------------------------------------------------------------------- timing end to end
@@ -396,7 +380,7 @@ def test_variable_frame_rate(capsys, tmp_path, model_files, videos):
 
     # --multiplier: K times the average rate, the same uniform grid.
     with av.open(videos["vfr"]) as container:
-        average = video_io.tidy_rate(container.streams.video[0].average_rate)
+        average = media.sources.tidy_rate(container.streams.video[0].average_rate)
     status, out, err = run_cli(capsys, model_files["blend"], videos["vfr"], "--multiplier", 2,
                                "--save_path", tmp_path / "m.mp4")
     assert status == 0, err
@@ -525,7 +509,7 @@ def test_reencoded_audio_is_cut_to_start_with_the_video(capsys, tmp_path, model_
 # --------------------------------------------------------------------------- model work
 
 def source_frames_of(path):
-    with video_io.open_source(str(path), folder_fps=F(30)) as source:
+    with media.sources.open_source(str(path), folder_fps=F(30)) as source:
         return list(source.frames()), source
 
 
@@ -568,7 +552,7 @@ def test_recursive_mode_makes_midpoints_of_midpoints(model_files, videos):
                                                                      source.time_resolution, 4, True),
                                            video_pipeline.PairRenderer(cpu_runtime(model), "recursive"), outputs.append,
                                            scene_threshold=1.0)
-        (a, crop), (b, _) = (runtime.pad_to_multiple(runtime.image_to_tensor(video_io.as_float(f.pixels)))
+        (a, crop), (b, _) = (runtime.pad_to_multiple(runtime.image_to_tensor(media.samples.to_float(f.pixels)))
                              for f in frames)
         half = torch.full((1, 1), 0.5)
         middle = model(a, b, half).clamp(0, 1)
@@ -907,7 +891,7 @@ def test_a_stream_recording_without_duration_still_gets_a_progress_total(tmp_pat
             container.mux(packet)
     with av.open(str(path)) as container:
         assert not container.streams.video[0].frames and container.duration is None  # nothing declared
-    with video_io.open_source(str(path), folder_fps=F(30)) as source:
+    with media.sources.open_source(str(path), folder_fps=F(30)) as source:
         assert source.frame_count == len(moments)
         assert video_pipeline.estimate_output_frames(source.frame_count, source.rate, 2 * source.rate) == 15
 

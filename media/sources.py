@@ -1,4 +1,4 @@
-"""Reading a video or a folder of frames as timed, upright frames, and carrying a video's audio over.
+"""Reading a video or a folder of frames as timed, upright frames.
 
 Conventions used throughout this module:
 
@@ -9,8 +9,8 @@ Conventions used throughout this module:
   uint8 when the video has 8 bits per sample and uint16 (full 16-bit scale,
   as FFmpeg widens 10 or 12 bits) when it has more; float32 in [0, 1] for
   image files (which may hold 16 bits per sample). ``bit_depth`` says which
-  depth the source has. ``as_samples`` (uint8 / uint16) and ``as_float``
-  convert any kind; 8-bit pixels stay exact through every conversion.
+  depth the source has; ``samples`` converts any kind (8-bit pixels stay
+  exact through every conversion).
 - Decoded video is converted to RGB with each frame's own matrix and range
   (FFmpeg's reading of its tags; BT.601 where a file does not say), as
   FFmpeg gives frames to any program; ``colour`` holds the source's tags for
@@ -18,17 +18,14 @@ Conventions used throughout this module:
   their encoded (PQ/HLG) signal.
 - Frames are delivered upright: a video stream's display matrix (the
   "rotate" of phone videos) is applied to the pixels with ``rotate_upright``,
-  and image files are turned by their EXIF orientation (``media_io``).
+  and image files are turned by their EXIF orientation (``images``).
   ``width`` and ``height`` are the upright size.
 - Sources are streaming: ``frames()`` decodes one frame at a time; only the
   first two are decoded ahead, when the source is opened, so that a file
   with fewer than two frames is refused before any output is started.
 - Audio packets of a video are collected while its video is decoded (in the
-  file's own interleaving) and passed on by ``AudioTransfer``, which copies
-  them unchanged when the output container accepts their codec and re-encodes
-  them to AAC otherwise. Timestamps are shifted by the same offset as the
-  video, so picture and sound stay in sync.
-- Problems with the user's files raise ``media_io.MediaError`` with a one-line
+  file's own interleaving), for ``audio.AudioTransfer``.
+- Problems with the user's files raise ``errors.MediaError`` with a one-line
   message.
 """
 from __future__ import annotations
@@ -43,13 +40,10 @@ from typing import Deque, Iterator, List, NamedTuple, Optional, Sequence
 import av
 import numpy as np
 
-import media_io
-from media_io import MediaError
+from media import images
+from media.encoding import UNSPECIFIED, ColourTags
+from media.errors import MediaError, describe_av_error, log
 
-log = media_io.log
-
-# Extensions of the image files a frame folder is made of (all read by OpenCV).
-FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".exr")
 # Frame rates with a larger denominator than this (the average rate of a
 # variable-rate file is often something like 1350000/45043) are rounded to the
 # nearest fraction that has one; 1001 keeps 24000/1001, 30000/1001... exact.
@@ -59,39 +53,6 @@ MAX_RATE_DENOMINATOR = 1001
 class SourceFrame(NamedTuple):
     time: Fraction       # seconds
     pixels: np.ndarray   # (H, W, 3) RGB, uint8, uint16 or float32 in [0, 1]; see the module docstring
-
-
-def as_uint8(pixels: np.ndarray) -> np.ndarray:
-    if pixels.dtype == np.uint8:
-        return pixels
-    if pixels.dtype == np.uint16:
-        return media_io.to_depth(pixels, 8)
-    return media_io.to_uint8(pixels)
-
-
-def as_uint16(pixels: np.ndarray) -> np.ndarray:
-    if pixels.dtype == np.uint16:
-        return pixels
-    if pixels.dtype == np.uint8:
-        return pixels.astype(np.uint16) * np.uint16(257)  # 255 -> 65535: the same values
-    return media_io.to_uint16(pixels)
-
-
-def as_samples(pixels: np.ndarray, dtype: type) -> np.ndarray:
-    """``pixels`` as uint8 or uint16 samples (see the module docstring)."""
-    if dtype == np.uint8:
-        return as_uint8(pixels)
-    if dtype == np.uint16:
-        return as_uint16(pixels)
-    raise ValueError(f"samples are uint8 or uint16, not {dtype}")
-
-
-def as_float(pixels: np.ndarray) -> np.ndarray:
-    if pixels.dtype == np.uint8:
-        return pixels.astype(np.float32) * np.float32(1 / 255)
-    if pixels.dtype == np.uint16:
-        return pixels.astype(np.float32) * np.float32(1 / 65535)
-    return pixels.astype(np.float32, copy=False)
 
 
 def natural_sort_key(name: str) -> list:
@@ -117,11 +78,6 @@ def tidy_rate(rate: Fraction) -> Fraction:
     return rate if rate.denominator <= MAX_RATE_DENOMINATOR else rate.limit_denominator(MAX_RATE_DENOMINATOR)
 
 
-def _describe_av_error(error: BaseException) -> str:
-    text = getattr(error, "strerror", None) or str(error)
-    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
-
-
 class FrameSource:
     """What the interpolation needs to know about an input; see the module docstring."""
 
@@ -136,7 +92,7 @@ class FrameSource:
     audio_packets: Deque      # filled while frames() runs; see AudioTransfer
     start_time: Fraction      # the first frame's time
     bit_depth: int = 8        # bits per sample of the source (8-16)
-    colour: Optional[media_io.ColourTags] = None  # the video's colour tags; None: RGB images (sRGB)
+    colour: Optional[ColourTags] = None  # the video's colour tags; None: RGB images (sRGB)
 
     def frames(self) -> Iterator[SourceFrame]:
         raise NotImplementedError
@@ -183,10 +139,10 @@ class FolderSource(FrameSource):
         self.path = path
         self.name = os.path.basename(os.path.abspath(path))
         names = [name for name in os.listdir(path)
-                 if name.lower().endswith(FRAME_EXTENSIONS) and not name.startswith(".")
+                 if name.lower().endswith(images.FRAME_EXTENSIONS) and not name.startswith(".")
                  and os.path.isfile(os.path.join(path, name))]
         if not names:
-            raise MediaError(f"no images in the folder {path} (looked for {', '.join(FRAME_EXTENSIONS)})")
+            raise MediaError(f"no images in the folder {path} (looked for {', '.join(images.FRAME_EXTENSIONS)})")
         if len(names) < 2:
             raise MediaError(f"the folder {path} holds only 1 image: at least 2 frames are needed")
         self.files = [os.path.join(path, name) for name in sorted(names, key=natural_sort_key)]
@@ -196,14 +152,14 @@ class FolderSource(FrameSource):
         self.start_time = Fraction(0)
         self.audio_streams = []
         self.audio_packets = collections.deque()
-        first = media_io.read_loaded_image(self.files[0])
+        first = images.read_loaded_image(self.files[0])
         self._first = first.pixels
         self.bit_depth = 8 if first.bit_depth == 8 else 16  # float files: 16 bits kept
         self.height, self.width = self._first.shape[:2]
 
     def frames(self) -> Iterator[SourceFrame]:
         for index, file in enumerate(self.files):
-            pixels = self._first if index == 0 else media_io.read_image(file)
+            pixels = self._first if index == 0 else images.read_image(file)
             if index == 0:
                 self._first = None  # not kept for the whole run
             if pixels.shape[:2] != (self.height, self.width):
@@ -216,7 +172,7 @@ class FolderSource(FrameSource):
         first = max(0, min(len(self.files) - 1, math.floor(time * self.rate)))
         self._first = None
         for index in range(first, len(self.files)):
-            pixels = media_io.read_image(self.files[index])
+            pixels = images.read_image(self.files[index])
             if pixels.shape[:2] != (self.height, self.width):
                 raise MediaError(f"{os.path.basename(self.files[index])} is {pixels.shape[1]}x{pixels.shape[0]} "
                                  f"but the frames in {self.path} are {self.width}x{self.height}: "
@@ -237,7 +193,7 @@ class VideoSource(FrameSource):
         try:
             self.container = av.open(path, mode="r")
         except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
-            raise MediaError(f"cannot read {path} as a video: {_describe_av_error(error)}") from None
+            raise MediaError(f"cannot read {path} as a video: {describe_av_error(error)}") from None
         try:
             self._open_streams(keep_audio)
             # Decoding two frames now finds unreadable and too short inputs
@@ -294,7 +250,7 @@ class VideoSource(FrameSource):
         self.last_time: Optional[Fraction] = None   # of the last decoded video frame
         self.read_until: Optional[Fraction] = None  # end of the latest packet read, any stream
         self.bit_depth = 8                # from the first frame decoded (see _note_format)
-        self.colour: Optional[media_io.ColourTags] = None
+        self.colour: Optional[ColourTags] = None
         self._rgb_format = "rgb24"
 
     def _declared_start(self) -> Fraction:
@@ -337,7 +293,7 @@ class VideoSource(FrameSource):
             except StopIteration:
                 break
             except av.FFmpegError as error:
-                self.read_error = _describe_av_error(error)
+                self.read_error = describe_av_error(error)
                 packet = None  # the decoder still holds frames (reordering delay): flush them below
             if packet is not None and packet.pts is not None and packet.time_base is not None:
                 end = (packet.pts + (packet.duration or 0)) * Fraction(packet.time_base)
@@ -389,10 +345,10 @@ class VideoSource(FrameSource):
             value = getattr(frame, name)
             return getattr(context, name) if value == unspecified else value
 
-        self.colour = media_io.ColourTags(primaries=tag("color_primaries", media_io.UNSPECIFIED),
-                                          transfer=tag("color_trc", media_io.UNSPECIFIED),
-                                          matrix=tag("colorspace", media_io.UNSPECIFIED),
-                                          full_range=tag("color_range", 0) == 2)
+        self.colour = ColourTags(primaries=tag("color_primaries", UNSPECIFIED),
+                                 transfer=tag("color_trc", UNSPECIFIED),
+                                 matrix=tag("colorspace", UNSPECIFIED),
+                                 full_range=tag("color_range", 0) == 2)
 
     def frames(self) -> Iterator[SourceFrame]:
         ahead, self._ahead = self._ahead, []
@@ -518,173 +474,3 @@ def open_source(path: str, folder_fps: Fraction, keep_audio: bool = True) -> Fra
     if os.path.isdir(path):
         return FolderSource(path, folder_fps)
     return VideoSource(path, keep_audio=keep_audio)
-
-
-# --------------------------------------------------------------------------- audio
-
-# Audio codecs that MP4 and MOV outputs take unchanged; Matroska takes whatever
-# FFmpeg can put in it. MP4 could technically hold Opus or FLAC too, but many
-# players cannot play them there, so those are re-encoded.
-_COPYABLE_AUDIO = {
-    "mp4": {"aac", "mp3", "ac3", "eac3", "alac"},
-    "mov": {"aac", "mp3", "ac3", "eac3", "alac", "pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s24be"},
-}
-AAC_SAMPLE_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
-AAC_BITS_PER_SECOND_PER_CHANNEL = 96_000
-
-
-class _CopiedStream:
-    """Packets of one input stream muxed unchanged into one output stream."""
-
-    def __init__(self, source, output, offset: Fraction):
-        self.source, self.output = source, output
-        self.time_base = Fraction(source.time_base)
-        self.offset_ticks = round(offset / self.time_base)
-        self.held = None        # latest packet ending before the video starts
-        self.started = False
-
-    def send(self, packet, mux) -> None:
-        if packet.pts is not None:
-            packet.pts -= self.offset_ticks
-        if packet.dts is not None:
-            packet.dts -= self.offset_ticks
-        if not self.started:
-            start = packet.pts if packet.pts is not None else packet.dts
-            if start is not None and start + (packet.duration or 0) <= 0:
-                # Sound from before the first video frame is left out, except
-                # the last packet: AAC and MP3 decoders need the packet before
-                # the first one they play (MP4 files even start with such a
-                # "priming" packet at a negative time).
-                self.held = packet
-                return
-            self.started = True
-            if self.held is not None:
-                self._mux(self.held, mux)
-                self.held = None
-        self._mux(packet, mux)
-
-    def _mux(self, packet, mux) -> None:
-        packet.stream = self.output
-        mux(packet)
-
-    def finish(self, mux) -> None:
-        pass
-
-
-class _ReencodedStream:
-    """Packets of one input stream decoded and encoded to AAC, cut to start with the video."""
-
-    def __init__(self, source, output, offset: Fraction):
-        self.source, self.output = source, output
-        self.offset = offset
-        self.decoder = source.codec_context
-        self.next_start: Optional[Fraction] = None  # input time at which the previous frame ended
-
-    def send(self, packet, mux) -> None:
-        for frame in self.decoder.decode(packet):
-            self._encode(frame, mux)
-
-    def _encode(self, frame, mux) -> None:
-        rate = frame.sample_rate
-        if frame.pts is not None and frame.time_base is not None:
-            start = frame.pts * Fraction(frame.time_base)
-            # Container timestamps can be coarser than a sample (1 ms in
-            # Matroska): a frame stamped within a tick of where the previous
-            # one ended follows on from it exactly, so the sound stays
-            # seamless and is cut at the right sample.
-            tolerance = max(Fraction(frame.time_base), Fraction(1, rate))
-            if self.next_start is not None and abs(start - self.next_start) <= tolerance:
-                start = self.next_start
-            self.next_start = start + Fraction(frame.samples, rate)
-            start -= self.offset
-            skip = max(0, round(-start * rate))
-            if skip >= frame.samples:
-                return
-            if skip:
-                frame, start = self._without_first_samples(frame, skip), start + Fraction(skip, rate)
-            frame.time_base = Fraction(1, rate)
-            frame.pts = round(start * rate)
-        for packet in self.output.encode(frame):
-            mux(packet)
-
-    @staticmethod
-    def _without_first_samples(frame, skip: int):
-        """The frame without its first ``skip`` samples (the sound from before the first video frame)."""
-        samples = frame.to_ndarray()
-        if frame.format.is_planar:   # (channels, samples)
-            kept = samples[:, skip:]
-        else:                        # (1, samples * channels), interleaved
-            channels = len(frame.layout.channels)
-            kept = samples.reshape(-1, channels)[skip:].reshape(1, -1)
-        trimmed = av.AudioFrame.from_ndarray(np.ascontiguousarray(kept), format=frame.format.name,
-                                             layout=frame.layout.name)
-        trimmed.sample_rate = frame.sample_rate
-        return trimmed
-
-    def finish(self, mux) -> None:
-        for frame in self.decoder.decode(None):
-            self._encode(frame, mux)
-        for packet in self.output.encode(None):
-            mux(packet)
-
-
-class AudioTransfer:
-    """Carries the audio streams of a video into an output container, in sync with its video.
-
-    ``offset`` is the input time that becomes time 0 of the output (the first
-    video frame's time). Streams are added to ``container`` here, so this must
-    be created before the first packet is muxed. Send every demuxed audio
-    packet to ``send``, then call ``finish``.
-    """
-
-    def __init__(self, streams: Sequence, container, offset: Fraction):
-        self.container = container
-        self.copied: List[str] = []
-        self.reencoded: List[str] = []
-        self._streams = {}
-        format_name = container.format.name.split(",")[0]
-        copyable = _COPYABLE_AUDIO.get(format_name)
-        if copyable is None:
-            copyable = container.supported_codecs
-        for stream in streams:
-            codec = stream.codec_context.codec.canonical_name
-            label = f"#{stream.index} {codec}"
-            if codec in copyable:
-                output = container.add_stream_from_template(stream)
-                self._streams[stream.index] = _CopiedStream(stream, output, offset)
-                self.copied.append(label)
-            else:
-                output = self._add_aac_stream(stream)
-                self._streams[stream.index] = _ReencodedStream(stream, output, offset)
-                self.reencoded.append(label)
-
-    def _add_aac_stream(self, source):
-        rate = source.codec_context.sample_rate
-        if rate not in AAC_SAMPLE_RATES:
-            rate = 48000
-        channels = source.codec_context.channels or 2
-        layout = {1: "mono", 2: "stereo", 6: "5.1"}.get(channels, "stereo")
-        output = self.container.add_stream("aac", rate=rate, layout=layout)
-        output.bit_rate = AAC_BITS_PER_SECOND_PER_CHANNEL * min(channels, len(av.AudioLayout(layout).channels))
-        language = source.metadata.get("language")
-        if language:
-            output.metadata["language"] = language
-        return output
-
-    def send(self, packet) -> None:
-        try:
-            self._streams[packet.stream.index].send(packet, self.container.mux)
-        except av.FFmpegError as error:
-            raise MediaError(f"cannot carry over audio stream #{packet.stream.index}: "
-                             f"{_describe_av_error(error)}") from None
-
-    def send_all(self, packets: Deque) -> None:
-        while packets:
-            self.send(packets.popleft())
-
-    def finish(self) -> None:
-        try:
-            for stream in self._streams.values():
-                stream.finish(self.container.mux)
-        except av.FFmpegError as error:
-            raise MediaError(f"cannot finish the audio: {_describe_av_error(error)}") from None
