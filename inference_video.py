@@ -293,7 +293,6 @@ def run(args: argparse.Namespace) -> int:
         with_audio = bool(source.audio_streams) and kind == "video"
         if source.audio_streams and not with_audio:
             log.warning("the audio is not written to PNG frames")
-        source.discard_audio()  # a video output gets it from the input when the chunks are joined
         segment_frames = args.segment_frames or max(1, round(video_jobs.DEFAULT_SEGMENT_SECONDS * source.rate))
         input_path, model_path = os.path.abspath(args.input), os.path.abspath(args.model_path)
         chunk_extension = video_jobs.VIDEO_CHUNK_EXTENSION if kind == "video" else ""

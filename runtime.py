@@ -330,11 +330,6 @@ def tensor_to_samples(frame: torch.Tensor, crop: CropBox, dtype: type = np.uint8
     return media.samples.to_samples(region.detach().permute(1, 2, 0).cpu().numpy(), dtype)
 
 
-def tensor_to_uint8(frame: torch.Tensor, crop: CropBox) -> np.ndarray:
-    """Crop a (1, 3, H, W) frame back to the input size; uint8 (H, W, 3), rounded to nearest."""
-    return tensor_to_samples(frame, crop, np.uint8)
-
-
 # --------------------------------------------------------------------------- a model ready to run
 
 class ModelRuntime(NamedTuple):

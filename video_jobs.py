@@ -17,12 +17,15 @@ in pieces that any worker can render and that survive an interruption:
   depend on the window, the segments give exactly the frames of a one-piece
   run, wherever the boundaries fall. ``render_segment`` is a pure function
   of (job, segment) -> one chunk.
-- Chunks. Segment k is written to ``<workdir>/chunks/chunk_<k>.<ext>`` in
-  the output's format, frames numbered as in the whole job (video pts n in
-  time base 1 / rate; PNG frame numbers n), each chunk starting with a
-  keyframe. A chunk is written under a temporary name and renamed; then its
-  summary ``chunk_<k>.json`` is written the same way. A segment is done when
-  both exist, so a killed worker leaves nothing half-used.
+- Chunks. Segment k is written in the output's encoding to
+  ``<workdir>/chunks/chunk_<k>.mkv`` for a video output, whatever its
+  container (``VIDEO_CHUNK_EXTENSION``), or to the folder of PNG frames
+  ``<workdir>/chunks/chunk_<k>``, frames numbered as in the whole job
+  (video pts n in time base 1 / rate; PNG frame numbers n), each chunk
+  starting with a keyframe. A chunk is written under a temporary name and
+  renamed; then its summary ``chunk_<k>.json`` is written the same way. A
+  segment is done when both exist, so a killed worker leaves nothing
+  half-used.
 - The work folder holds ``manifest.json``, which identifies the job: the
   input (path, size, modification time, hash of its head and tail), the
   model file (hash) and every setting that changes pixels or timing. A run
@@ -102,7 +105,7 @@ class JobSpec:
     height: int
     total_frames: int             # output frames of the whole job
     workdir: str
-    chunk_extension: str          # ".mp4", ".mkv", ... for video outputs; "" for PNG frames
+    chunk_extension: str          # VIDEO_CHUNK_EXTENSION for video outputs; "" for PNG frames
     gpu: bool = False
     precision: str = "fp32"
     tile: Optional[int] = None
@@ -249,8 +252,7 @@ def scan_for_job(source: media.sources.FrameSource, folder: "WorkFolder", *, seg
     if dedup is None and not segmented:
         return SourceScan(times, [], len(times), 0)
     with progress_bar(len(times)) if progress_bar else contextlib.nullcontext() as bar:
-        # frames_from, not frames(): the same frames, without a warning about
-        # damage at the end of the pass; the job reports that once, from its segments.
+        # The pass reports no damage: the job reports it once, from its segments.
         scan = scan_source(source.frames_from(times[0]), scene_threshold=scene_threshold if segmented else 1,
                            dedup=dedup, progress=bar)
     if dedup is None:
@@ -286,7 +288,7 @@ def render_segment(job: JobSpec, segment: Segment, model_runtime: runtime.ModelR
     renderer = video_pipeline.PairRenderer(model_runtime, job.mode)
     # A frame on the first output's time (within half a tick) is that output.
     aim = clock.time_of(segment.first_output) + job.tick / 2
-    with media.sources.open_source(job.input_path, folder_fps=job.folder_fps, keep_audio=False) as source:
+    with media.sources.open_source(job.input_path, folder_fps=job.folder_fps) as source:
         if (source.width, source.height) != (job.width, job.height):
             raise JobError(f"{job.input_path} is {source.width}x{source.height} now, the job was planned for "
                            f"{job.width}x{job.height}: the input changed")

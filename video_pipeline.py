@@ -1,10 +1,12 @@
 """The streaming video pipeline: source frames in, frames at an exact higher rate out.
 
-Given a frame source (``media.sources``), an ``OutputClock`` (where the output
-frames fall between the source frames) and a ``PairRenderer`` around a
-``runtime.ModelRuntime``, ``interpolate_stream`` writes every output frame;
-``inference_video.py`` is the command line around it, and anything else (a
-worker rendering part of a video, the benchmark) can call it the same way.
+Given frames from a source (``media.sources``), an ``OutputClock`` (where
+the output frames fall between the source frames) and a ``PairRenderer``
+around a ``runtime.ModelRuntime``, ``interpolate_stream`` writes every
+output frame of the clock's window. ``video_jobs.render_segment`` calls it
+for each segment of a job (the command line, ``inference_video.py``, runs
+jobs); the scene-cut and held-frame tests here also serve the job's scan
+of the source.
 
 Conventions used throughout this module:
 
@@ -147,13 +149,6 @@ class OutputClock:
             placements.append(Placement(self.next_index, Fraction(0)))
             self.next_index += 1
         return placements
-
-
-def estimate_output_frames(frame_count: Optional[int], source_rate: Fraction, output_rate: Fraction) -> Optional[int]:
-    """Output frames for ``frame_count`` evenly spaced source frames (exact for constant-rate input)."""
-    if not frame_count:
-        return None
-    return math.floor((frame_count - 1) / source_rate * output_rate) + 1
 
 
 # --------------------------------------------------------------------------- scene cuts
@@ -373,14 +368,13 @@ class Summary(NamedTuple):
 
 def interpolate_stream(frames: Iterator[media.sources.SourceFrame], clock: OutputClock, renderer: PairRenderer,
                        write, *, scene_threshold: float = DEFAULT_SCENE_THRESHOLD,
-                       after_pair=None, progress=None, minimum_frames: int = 2,
+                       progress=None, minimum_frames: int = 2,
                        sample_dtype: type = np.uint8) -> Summary:
     """Write every output frame of ``clock`` with ``write(frame)``, streaming through ``frames``.
 
     Frames are (H, W, 3) arrays of ``sample_dtype`` (the writer's: uint8, or
     uint16 for deeper outputs); source frames of that type are passed on
-    unchanged. ``after_pair()`` is called after each pair's frames are
-    written (to pass audio on); ``progress.update(n)`` counts written frames.
+    unchanged. ``progress.update(n)`` counts written frames.
     Reading stops once the clock's window is complete; ``frames`` may start
     before the window (their pairs place nothing), which is how a segment of
     a job starts from a seek point. Fewer than ``minimum_frames`` source
@@ -428,8 +422,6 @@ def interpolate_stream(frames: Iterator[media.sources.SourceFrame], clock: Outpu
                     compute_seconds += time.perf_counter() - started
                 emit(made, "made")
         del rendered, made
-        if after_pair is not None:
-            after_pair()
         previous = current  # the older frame and its pyramids are freed here
         if clock.exhausted:
             break

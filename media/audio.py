@@ -9,7 +9,7 @@ sound from before the first video frame is left out. The chunk join
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Deque, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import av
 import numpy as np
@@ -171,10 +171,6 @@ class AudioTransfer:
         except av.FFmpegError as error:
             raise MediaError(f"cannot carry over audio stream #{packet.stream.index}: "
                              f"{describe_av_error(error)}") from None
-
-    def send_all(self, packets: Deque) -> None:
-        while packets:
-            self.send(packets.popleft())
 
     def finish(self) -> None:
         try:

@@ -1,48 +1,44 @@
-"""Reading a video or a folder of frames as timed, upright frames.
+"""A video or a folder of frames as timed, upright frames (``open_source``); see also the package docstring.
 
-Conventions used throughout this module:
-
-- Times are exact ``fractions.Fraction`` seconds. A video frame's time is its
-  pts × its stream's time base, as stored in the file (no shift); a folder's
-  frame ``i`` is at ``i / folder_fps``.
-- A source frame's pixels are an (H, W, 3) RGB array: for decoded video,
-  uint8 when the video has 8 bits per sample and uint16 (full 16-bit scale,
-  as FFmpeg widens 10 or 12 bits) when it has more; float32 in [0, 1] for
-  image files (which may hold 16 bits per sample). ``bit_depth`` says which
-  depth the source has; ``samples`` converts any kind (8-bit pixels stay
-  exact through every conversion).
+- A video frame's time is its pts × its stream's time base, as stored in
+  the file (no shift); a folder's frame ``i`` is at ``i / folder_fps``.
+- Pixels: decoded video is uint8 when the video has 8 bits per sample and
+  uint16 (full 16-bit scale) when it has more; image files give float32
+  (they may hold 16 bits per sample). ``bit_depth`` says which depth the
+  source has.
 - Decoded video is converted to RGB with each frame's own matrix and range
   (FFmpeg's reading of its tags; BT.601 where a file does not say), as
   FFmpeg gives frames to any program; ``colour`` holds the source's tags for
   the output. Transfer and primaries are not converted: HDR frames stay in
   their encoded (PQ/HLG) signal.
-- Frames are delivered upright: a video stream's display matrix (the
-  "rotate" of phone videos) is applied to the pixels with ``rotate_upright``,
-  and image files are turned by their EXIF orientation (``images``).
-  ``width`` and ``height`` are the upright size.
-- Sources are streaming: ``frames()`` decodes one frame at a time; only the
-  first two are decoded ahead, when the source is opened, so that a file
-  with fewer than two frames is refused before any output is started.
-- Audio packets of a video are collected while its video is decoded (in the
-  file's own interleaving), for ``audio.AudioTransfer``.
-- Problems with the user's files raise ``errors.MediaError`` with a one-line
-  message.
+- A video stream's display matrix (the "rotate" of phone videos) is applied
+  with ``rotate_upright``, image files are turned by their EXIF orientation
+  (``images``); ``width`` and ``height`` are the upright size.
+- Sources are read in parts: ``frame_times`` lists every frame's time
+  without decoding pictures, and ``frames_from(time)`` decodes one frame at
+  a time from a seek point before ``time``, as a segment of a job needs.
+  Opening a video decodes its first two frames (and drops them), so that a
+  file with fewer than two readable frames is refused, and its size, depth
+  and colour are known, before any output is started.
+- Only the picture is read: ``audio_streams`` lists a video's audio
+  streams, which the chunk join (``join``) carries over from the file.
+- Damaged and cut-short files are read as far as they go;
+  ``describe_damage`` says afterwards what could not be read.
 """
 from __future__ import annotations
 
-import collections
 import math
 import os
 import re
 from fractions import Fraction
-from typing import Deque, Iterator, List, NamedTuple, Optional, Sequence
+from typing import Iterator, List, NamedTuple, Optional, Sequence
 
 import av
 import numpy as np
 
 from media import images
 from media.encoding import UNSPECIFIED, ColourTags
-from media.errors import MediaError, describe_av_error, log
+from media.errors import MediaError, describe_av_error
 
 # Frame rates with a larger denominator than this (the average rate of a
 # variable-rate file is often something like 1350000/45043) are rounded to the
@@ -87,15 +83,10 @@ class FrameSource:
     height: int
     rate: Fraction            # nominal (average) frame rate
     time_resolution: Fraction  # timestamps are exact to within half of this (0: exact)
-    frame_count: Optional[int]  # None when the file does not say
-    audio_streams: Sequence = ()
-    audio_packets: Deque      # filled while frames() runs; see AudioTransfer
+    audio_streams: Sequence = ()  # a video's audio streams (not read here: see the module docstring)
     start_time: Fraction      # the first frame's time
     bit_depth: int = 8        # bits per sample of the source (8-16)
     colour: Optional[ColourTags] = None  # the video's colour tags; None: RGB images (sRGB)
-
-    def frames(self) -> Iterator[SourceFrame]:
-        raise NotImplementedError
 
     def frames_from(self, time: Fraction) -> Iterator[SourceFrame]:
         """The frames from at most ``time`` on: the first one is at or before ``time`` (if any is).
@@ -114,11 +105,6 @@ class FrameSource:
     def describe_damage(self) -> Optional[str]:
         """One line on what could not be read, once the frames are read; None if nothing was lost."""
         return None
-
-    def discard_audio(self) -> None:
-        """Stop collecting audio packets (when the output cannot take them)."""
-        self.audio_streams = []
-        self.audio_packets.clear()
 
     def close(self) -> None:
         pass
@@ -148,29 +134,15 @@ class FolderSource(FrameSource):
         self.files = [os.path.join(path, name) for name in sorted(names, key=natural_sort_key)]
         self.rate = Fraction(fps)
         self.time_resolution = Fraction(0)
-        self.frame_count = len(self.files)
         self.start_time = Fraction(0)
         self.audio_streams = []
-        self.audio_packets = collections.deque()
+        # The first image tells the size and depth (and gives the alpha notice).
         first = images.read_loaded_image(self.files[0])
-        self._first = first.pixels
         self.bit_depth = 8 if first.bit_depth == 8 else 16  # float files: 16 bits kept
-        self.height, self.width = self._first.shape[:2]
-
-    def frames(self) -> Iterator[SourceFrame]:
-        for index, file in enumerate(self.files):
-            pixels = self._first if index == 0 else images.read_image(file)
-            if index == 0:
-                self._first = None  # not kept for the whole run
-            if pixels.shape[:2] != (self.height, self.width):
-                raise MediaError(f"{os.path.basename(file)} is {pixels.shape[1]}x{pixels.shape[0]} but "
-                                 f"{os.path.basename(self.files[0])} is {self.width}x{self.height}: "
-                                 f"all frames in {self.path} must have one size")
-            yield SourceFrame(index / self.rate, pixels)
+        self.height, self.width = first.pixels.shape[:2]
 
     def frames_from(self, time: Fraction) -> Iterator[SourceFrame]:
         first = max(0, min(len(self.files) - 1, math.floor(time * self.rate)))
-        self._first = None
         for index in range(first, len(self.files)):
             pixels = images.read_image(self.files[index])
             if pixels.shape[:2] != (self.height, self.width):
@@ -186,7 +158,7 @@ class FolderSource(FrameSource):
 class VideoSource(FrameSource):
     """The first video stream of a file FFmpeg can read (cover pictures are not video)."""
 
-    def __init__(self, path: str, keep_audio: bool = True):
+    def __init__(self, path: str):
         self.path = path
         self.name = os.path.splitext(os.path.basename(path))[0]
         self.container = None
@@ -195,26 +167,26 @@ class VideoSource(FrameSource):
         except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
             raise MediaError(f"cannot read {path} as a video: {describe_av_error(error)}") from None
         try:
-            self._open_streams(keep_audio)
+            self._open_streams()
             # Decoding two frames now finds unreadable and too short inputs
-            # before an output is created; they are delivered first by frames().
-            self._decoded = self._decode()
-            self._ahead: List[SourceFrame] = []
-            for frame in self._decoded:
-                self._ahead.append(frame)
-                if len(self._ahead) == 2:
+            # before an output is created, and tells the upright size, the
+            # depth and the colour tags (``_note_format``).
+            first_two: List[SourceFrame] = []
+            for frame in self._decode():
+                first_two.append(frame)
+                if len(first_two) == 2:
                     break
-            if not self._ahead:
+            if not first_two:
                 raise MediaError(f"no video frame could be decoded from {path}")
-            if len(self._ahead) < 2:
+            if len(first_two) < 2:
                 raise MediaError(f"{path} has only 1 video frame: at least 2 are needed")
         except BaseException:
             self.close()
             raise
-        self.height, self.width = self._ahead[0].pixels.shape[:2]
-        self.start_time = self._ahead[0].time
+        self.height, self.width = first_two[0].pixels.shape[:2]
+        self.start_time = first_two[0].time
 
-    def _open_streams(self, keep_audio: bool) -> None:
+    def _open_streams(self) -> None:
         videos = [stream for stream in self.container.streams.video
                   if not stream.disposition & av.stream.Disposition.attached_pic]
         if not videos:
@@ -227,17 +199,8 @@ class VideoSource(FrameSource):
         if not rate:
             raise MediaError(f"cannot tell the frame rate of {self.path}")
         self.rate = tidy_rate(rate)
-        self.frame_count = self.stream.frames or None
         self.declared_end = self._declared_end()
-        if self.frame_count is None and self.declared_end is not None:
-            self.frame_count = max(2, round((self.declared_end - self._declared_start()) * self.rate))
-        if self.frame_count is None:
-            # Files written as a stream (screen and browser recordings) say
-            # neither: count the video packets, which reads the file but
-            # decodes nothing.
-            self.frame_count = self._count_video_packets() or None
-        self.audio_streams = list(self.container.streams.audio) if keep_audio else []
-        self.audio_packets = collections.deque()
+        self.audio_streams = list(self.container.streams.audio)
         self._reset_counts()
 
     def _reset_counts(self, seeked: bool = False) -> None:
@@ -248,7 +211,7 @@ class VideoSource(FrameSource):
         self.read_error: Optional[str] = None  # why reading stopped before the end of the file
         self.decoded_frames = 0
         self.last_time: Optional[Fraction] = None   # of the last decoded video frame
-        self.read_until: Optional[Fraction] = None  # end of the latest packet read, any stream
+        self.read_until: Optional[Fraction] = None  # end of the latest video packet read
         self.bit_depth = 8                # from the first frame decoded (see _note_format)
         self.colour: Optional[ColourTags] = None
         self._rgb_format = "rgb24"
@@ -267,25 +230,14 @@ class VideoSource(FrameSource):
             return Fraction((self.container.start_time or 0) + self.container.duration, 1_000_000)
         return None
 
-    def _count_video_packets(self) -> int:
-        count = 0
-        try:
-            with av.open(self.path, mode="r") as container:
-                stream = container.streams[self.stream.index]
-                for packet in container.demux(stream):
-                    count += packet.size > 0
-        except av.FFmpegError:
-            pass  # a damaged file: as many as could be read
-        return count
-
     def _decode(self) -> Iterator[SourceFrame]:
         """Decodes what can be decoded: a packet the decoder refuses is skipped, a read error ends the file.
 
         Users' files are often cut short (a recording that stopped, a partial
-        download) or damaged; ``report_damage`` says afterwards what was lost.
+        download) or damaged; ``describe_damage`` says afterwards what was lost.
         """
         stream = self.stream
-        packets = self.container.demux([stream, *self.audio_streams])
+        packets = self.container.demux(stream)
         previous_time: Optional[Fraction] = None
         while True:
             try:
@@ -298,11 +250,6 @@ class VideoSource(FrameSource):
             if packet is not None and packet.pts is not None and packet.time_base is not None:
                 end = (packet.pts + (packet.duration or 0)) * Fraction(packet.time_base)
                 self.read_until = end if self.read_until is None else max(self.read_until, end)
-            if packet is not None and packet.stream.index != stream.index:
-                # demux ends each stream with an empty packet
-                if packet.size and self.audio_streams:
-                    self.audio_packets.append(packet)
-                continue
             try:
                 frames = packet.decode() if packet is not None else stream.codec_context.decode(None)
             except av.FFmpegError:
@@ -349,23 +296,6 @@ class VideoSource(FrameSource):
                                  transfer=tag("color_trc", UNSPECIFIED),
                                  matrix=tag("colorspace", UNSPECIFIED),
                                  full_range=tag("color_range", 0) == 2)
-
-    def frames(self) -> Iterator[SourceFrame]:
-        ahead, self._ahead = self._ahead, []
-        yield from ahead
-        del ahead
-        for frame in self._decoded:
-            if frame.pixels.shape[:2] != (self.height, self.width):
-                raise MediaError(f"the frame size of {self.path} changes at {float(frame.time):.3f} s "
-                                 f"(from {self.width}x{self.height} to "
-                                 f"{frame.pixels.shape[1]}x{frame.pixels.shape[0]})")
-            yield frame
-        if self.dropped_frames:
-            log.warning(f"{self.dropped_frames} frames of {self.path} had a timestamp not after the "
-                        f"previous frame's and were skipped")
-        damage = self.describe_damage()
-        if damage:
-            log.warning(damage)
 
     # How far before the wanted time a seek aims: keyframes are usually closer
     # together; if not, the seek lands on an earlier one anyway (backward).
@@ -435,10 +365,11 @@ class VideoSource(FrameSource):
         """(seconds, frames) that the header promises after the last decoded frame, or None.
 
         A header that counts the video's frames (MP4) settles it. Otherwise the
-        declared end is compared with how far the file could be read: the
-        container's duration covers every stream, so sound that goes on after
-        the picture is not taken for a cut. A frame and a half of slack covers
-        the last frame's duration and rounding in headers.
+        declared end is compared with how far the video could be read. The
+        container's duration covers every stream but only the video is read,
+        so a file of this kind (Matroska, WebM) whose sound goes on after the
+        picture is reported as ending early. A frame and a half of slack
+        covers the last frame's duration and rounding in headers.
         """
         if self.last_time is None:
             return None
@@ -467,10 +398,10 @@ class VideoSource(FrameSource):
             container.close()
 
 
-def open_source(path: str, folder_fps: Fraction, keep_audio: bool = True) -> FrameSource:
+def open_source(path: str, folder_fps: Fraction) -> FrameSource:
     """A FolderSource for a folder, else a VideoSource; missing paths are a MediaError."""
     if not os.path.exists(path):
         raise MediaError(f"input not found: {path}")
     if os.path.isdir(path):
         return FolderSource(path, folder_fps)
-    return VideoSource(path, keep_audio=keep_audio)
+    return VideoSource(path)

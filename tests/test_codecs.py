@@ -303,7 +303,7 @@ def distinct_luma_levels(path):
 def test_10_bit_source_is_read_at_full_depth(deep_sources):
     with media.sources.open_source(deep_sources["gradient"], Fraction(30)) as source:
         assert source.bit_depth == 10
-        frame = next(iter(source.frames()))
+        frame = next(source.frames_from(source.start_time))
     assert frame.pixels.dtype == np.uint16 and len(np.unique(frame.pixels[:, :, 1])) == 877  # every luma level 64-940
 
 

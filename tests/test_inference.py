@@ -220,7 +220,7 @@ def test_padding_round_trip(size, padded):
     torch.testing.assert_close(padded_tensor[:, :, top:top + height, left:left + width], tensor, rtol=0, atol=0)
     # Edges are repeated, not blacked out.
     torch.testing.assert_close(padded_tensor[:, :, :top + 1, left], tensor[:, :, :1, 0].expand(-1, -1, top + 1))
-    np.testing.assert_array_equal(runtime.tensor_to_uint8(padded_tensor, crop), media.samples.to_uint8(pixels))
+    np.testing.assert_array_equal(runtime.tensor_to_samples(padded_tensor, crop), media.samples.to_uint8(pixels))
 
 
 # --------------------------------------------------------------------------- runner
@@ -329,7 +329,7 @@ def test_png_frames_in_time_order(capsys, tmp_path, model_files, script_model, i
     with torch.jit.optimized_execution(False):
         made = dict(image_pipeline.run_schedule(script_model, x0, x1, schedule))
     for frame, slot in zip(frames[1:-1], schedule.outputs[1:-1]):
-        assert np.abs(frame.astype(int) - runtime.tensor_to_uint8(made[slot], crop)).max() <= 1
+        assert np.abs(frame.astype(int) - runtime.tensor_to_samples(made[slot], crop)).max() <= 1
     assert f"{n} in-between frames" in out and str(tmp_path / "frames") in out
 
 

@@ -378,10 +378,10 @@ def scene_cut_clip(tmp_path_factory):
 
 def test_the_scan_finds_the_scene_cut_and_the_duplicates(scene_cut_clip):
     with sources.open_source(scene_cut_clip, folder_fps=F(24)) as source:
-        scan = video_jobs.scan_source(source.frames(), scene_threshold=0.2)
+        scan = video_jobs.scan_source(source.frames_from(source.start_time), scene_threshold=0.2)
         assert scan.times == source.frame_times() and scan.cuts == [16] and (scan.frames, scan.dropped) == (30, 0)
-    with sources.open_source(scene_cut_clip, folder_fps=F(24)) as source:  # a source decodes once
-        off = video_jobs.scan_source(source.frames(), scene_threshold=1)
+    with sources.open_source(scene_cut_clip, folder_fps=F(24)) as source:
+        off = video_jobs.scan_source(source.frames_from(source.start_time), scene_threshold=1)
         assert len(off.times) == 30 and off.cuts == []
     drawings = [20, 50, 80, 200, 230]  # steps of 30 / 255: new drawings; 120 / 255: a new scene
     frames = [sources.SourceFrame(F(i, 24), np.full((64, 96, 3), drawings[i // 2], np.uint8))
