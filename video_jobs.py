@@ -1,7 +1,7 @@
 """Segmented, resumable video jobs: a video cut into segments, each rendered into a chunk file, chunks joined.
 
-A job raises a video's frame rate as ``video_pipeline`` does in one pass, but
-in pieces that any worker can render and that survive an interruption:
+A job raises a video's frame rate with ``video_pipeline``, in pieces that
+any worker can render and that survive an interruption:
 
 - Segments. The source's frames (their times read from the file without
   decoding, ``FrameSource.frame_times``) are cut about every
