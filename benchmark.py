@@ -242,12 +242,12 @@ def child_b(args) -> Dict:
     import torch
     import frame_schedule
     import image_pipeline
-    import media_io
+    import media.images
     import runtime
     config = QUICK if args.quick else STYLE
     model = torch.jit.script(build_model(config))
-    first = media_io.read_image(os.path.join(ROOT, 'photos', 'one.png'))
-    second = media_io.read_image(os.path.join(ROOT, 'photos', 'two.png'))
+    first = media.images.read_image(os.path.join(ROOT, 'photos', 'one.png'))
+    second = media.images.read_image(os.path.join(ROOT, 'photos', 'two.png'))
     if args.quick:
         first, second = first[:128, :192], second[:128, :192]
     mode, _, reuse = args.variant.partition('+')

@@ -32,7 +32,8 @@ if "OMP_WAIT_POLICY" not in os.environ:
 import torch  # noqa: E402 (after the OpenMP setting above)
 from tqdm import tqdm  # noqa: E402
 
-import media_io  # noqa: E402
+import media.encoding  # noqa: E402
+import media.errors  # noqa: E402
 import runtime  # noqa: E402
 import video_pipeline  # noqa: E402
 
@@ -51,7 +52,7 @@ class UserError(Exception):
 # Errors whose message is for the user: printed as one line, without a
 # traceback. ValueError and OSError are there too because a user's argument or
 # file can cause them deep inside a library; FILM_DEBUG=1 shows their traceback.
-USER_ERRORS = (UserError, media_io.MediaError, runtime.SetupError, ValueError, OSError)
+USER_ERRORS = (UserError, media.errors.MediaError, runtime.SetupError, ValueError, OSError)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -235,7 +236,7 @@ under --codec above):
 
 def _codec_settings_help() -> str:
     crf = ", ".join(f"{name} {spec.crf[0]}-{spec.crf[1]} (default {spec.crf[2]})"
-                    for name, spec in media_io.CODECS.items() if spec.crf)
+                    for name, spec in media.encoding.CODECS.items() if spec.crf)
     return crf
 
 
@@ -251,11 +252,11 @@ PRESET_HELP = ("speed against size: h264 and hevc ultrafast ... medium (default)
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
-    """--codec, --crf, --preset: how a video output is encoded (``media_io.VideoEncoding``)."""
+    """--codec, --crf, --preset: how a video output is encoded (``media.encoding.VideoEncoding``)."""
     group = parser.add_argument_group("video encoding (see 'output' below)")
-    codecs = media_io.CODECS
+    codecs = media.encoding.CODECS
     group.add_argument("--codec", choices=list(codecs), default=None,
-                       help=CODEC_HELP.format(available=media_io.encodings_help(),
+                       help=CODEC_HELP.format(available=media.encoding.encodings_help(),
                                               **{name: spec.purpose for name, spec in codecs.items()}))
     group.add_argument("--crf", type=whole_number(0), default=None, metavar="N",
                        help=CRF_HELP.format(crf=_codec_settings_help()))
@@ -284,25 +285,25 @@ def add_dedup_argument(parser: argparse.ArgumentParser) -> None:
 
 def check_output_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse --codec/--crf/--preset values the codec does not have, or a codec this PyAV cannot encode (exit 2)."""
-    codec = args.codec or media_io.DEFAULT_CODEC
+    codec = args.codec or media.encoding.DEFAULT_CODEC
     try:
-        media_io.VideoEncoding(codec, args.crf, args.preset)
-    except media_io.MediaError as error:
+        media.encoding.VideoEncoding(codec, args.crf, args.preset)
+    except media.errors.MediaError as error:
         parser.error(f"--{'crf' if 'CRF' in str(error) else 'preset'}: {error}")
-    if not media_io.encoder_available(codec):
-        spec = media_io.CODECS[codec]
+    if not media.encoding.encoder_available(codec):
+        spec = media.encoding.CODECS[codec]
         parser.error(f"--codec {codec}: this PyAV build has no {spec.label} encoder ({spec.encoder}); it can "
-                     f"encode {', '.join(media_io.available_codecs())}")
+                     f"encode {', '.join(media.encoding.available_codecs())}")
 
 
 def default_extension(args: argparse.Namespace) -> str:
     """The container a default output path gets for ``--codec`` (.mp4 for H.264)."""
-    return media_io.CODECS[args.codec or media_io.DEFAULT_CODEC].extensions[0]
+    return media.encoding.CODECS[args.codec or media.encoding.DEFAULT_CODEC].extensions[0]
 
 
 def output_encoding(args: argparse.Namespace, kind: str, save_path: str, source_depth: int = 8,
-                    colour=None) -> media_io.VideoEncoding:
-    """The encoding for --codec/--crf/--preset and the source's depth and colour; see ``media_io.choose_encoding``.
+                    colour=None) -> media.encoding.VideoEncoding:
+    """The encoding for --codec/--crf/--preset and the source's depth and colour (``media.encoding.choose_encoding``).
 
     The options are refused for outputs that are not videos, rather than ignored.
     """
@@ -312,8 +313,8 @@ def output_encoding(args: argparse.Namespace, kind: str, save_path: str, source_
             what = {"png": "PNG frames", "gif": "GIFs"}[kind]
             raise UserError(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} for video outputs, "
                             f"not {what} ({save_path})")
-    return media_io.choose_encoding(kind, args.codec or media_io.DEFAULT_CODEC, args.crf, args.preset,
-                                    source_depth=source_depth, colour=colour, path=save_path)
+    return media.encoding.choose_encoding(kind, args.codec or media.encoding.DEFAULT_CODEC, args.crf, args.preset,
+                                          source_depth=source_depth, colour=colour, path=save_path)
 
 
 # --------------------------------------------------------------------------- logging and errors
@@ -380,7 +381,7 @@ def run_reporting_errors(run_command, args: argparse.Namespace) -> int:
     try:
         return run_command(args)
     except USER_ERRORS as error:
-        if os.environ.get("FILM_DEBUG") and not isinstance(error, (UserError, media_io.MediaError, runtime.SetupError)):
+        if os.environ.get("FILM_DEBUG") and not isinstance(error, (UserError, media.errors.MediaError, runtime.SetupError)):
             raise
         print(f"error: {_one_line(error)}", file=sys.stderr)
         _print_note(error)

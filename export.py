@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 import convert
-import media_io
+import media.destination
 from interpolator import Interpolator
 
 # Largest accepted max|pt - tf| / max|tf| of the fp32 network, per output. On
@@ -131,12 +131,12 @@ def check_model_folder(model_path: str) -> None:
         raise ExportError(f'{model_path} is not a TF SavedModel (no saved_model.pb in it)')
 
 
-def open_destination(save_path: str) -> media_io.Destination:
+def open_destination(save_path: str) -> media.destination.Destination:
     """The hidden temporary file beside save_path (folders created), or a one-line error."""
     if save_path.endswith(('/', os.sep)) or os.path.isdir(save_path):
         raise ExportError(f'save_path {save_path} names a folder: give a file name, '
                           f'e.g. {os.path.join(save_path, "film_net.pt")}')
-    return media_io.Destination(save_path, is_folder=False)
+    return media.destination.Destination(save_path, is_folder=False)
 
 
 def load_saved_model(model_path: str):

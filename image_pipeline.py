@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 import frame_schedule
-import media_io
+import media.samples
 import runtime
 
 
@@ -45,8 +45,8 @@ def make_frames(model_runtime: runtime.ModelRuntime, first: np.ndarray, second: 
     padded_first, crop = model_runtime.to_model(first)
     padded_second, _ = model_runtime.to_model(second)
     wanted = set(schedule.outputs)
-    quantize = media_io.to_uint8 if sample_dtype == np.uint8 else media_io.to_uint16
-    frames = {0: quantize(first), schedule.last_slot: quantize(second)}
+    frames = {0: media.samples.to_samples(first, sample_dtype),
+              schedule.last_slot: media.samples.to_samples(second, sample_dtype)}
     with tqdm(total=len(schedule.steps), desc="Interpolating", unit="frame",
               disable=not show_progress) as progress:
         for slot, frame in run_schedule(model_runtime.model, padded_first, padded_second, schedule, reuse):

@@ -5,7 +5,7 @@
                         [--gpu] [--precision {fp32,bf16,fp16}]
 
 The pipeline is ``image_pipeline`` (frames by slot of a ``frame_schedule``),
-the model is run by ``runtime``, files are read and written by ``media_io``;
+the model is run by ``runtime``, files are read and written by ``media``;
 this module parses the command line and wires them together. Problems the
 user can fix end the program with one line on stderr and exit status 1 (2 for
 bad command-line arguments); nothing is left at the output path (``cli``).
@@ -22,7 +22,9 @@ from typing import Optional, Sequence
 import cli  # first: it sets how OpenMP threads wait before torch loads
 import frame_schedule
 import image_pipeline
-import media_io
+import media.encoding
+import media.images
+import media.writers
 import runtime
 from cli import UserError
 
@@ -123,7 +125,7 @@ def _check_output_spares_inputs(save_path: str, kind: str, inputs: Sequence[str]
         if kind != "png" and cli.same_file(save_path, path):
             raise UserError(f"the output path is an input file: {save_path}")
         if kind == "png" and cli.same_file(os.path.dirname(os.path.abspath(path)), save_path.rstrip("/" + os.sep)) \
-                and media_io._is_frame_name(os.path.basename(path)):
+                and media.images.is_frame_name(os.path.basename(path)):
             raise UserError(f"the output folder would overwrite the input {path}: choose another folder")
 
 
@@ -133,8 +135,8 @@ def run(args: argparse.Namespace) -> int:
     if not os.path.exists(args.model_path):
         raise runtime.ModelLoadError(f"model file not found: {args.model_path}")
 
-    first = media_io.load_image(args.img1)
-    second = media_io.load_image(args.img2)
+    first = media.images.load_image(args.img1)
+    second = media.images.load_image(args.img2)
     height, width = first.pixels.shape[:2]
     if second.pixels.shape != first.pixels.shape:
         second_height, second_width = second.pixels.shape[:2]
@@ -145,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
 
     save_path = args.save_path or os.path.join(os.path.dirname(args.img1),
                                                os.path.splitext(DEFAULT_OUTPUT_NAME)[0] + cli.default_extension(args))
-    kind = media_io.output_kind(save_path)
+    kind = media.encoding.output_kind(save_path)
     _check_output_spares_inputs(save_path, kind, [args.img1, args.img2, args.model_path])
     encoding = cli.output_encoding(args, kind, save_path, max(first.bit_depth, second.bit_depth))
     pingpong = kind != "png" and not args.forward_only
@@ -160,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
                                        frame_size=(height, width), tile=args.tile, max_memory_gb=args.max_memory,
                                        threads=args.threads)
 
-    with media_io.open_writer(save_path, args.fps, width, height, frame_count=len(order), encoding=encoding) as writer:
+    with media.writers.open_writer(save_path, args.fps, width, height, frame_count=len(order),
+                                   encoding=encoding) as writer:
         compute_started = time.perf_counter()
         frames = image_pipeline.make_frames(model_runtime, first.pixels, second.pixels, schedule,
                                             sample_dtype=writer.sample_dtype)
@@ -175,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{cli.count(args.frames, 'in-between frame')} ({args.mode} mode, "
           f"{cli.count(len(schedule.steps), 'model run')}, "
           f"{compute_seconds:.1f} s on {model_runtime.device.type}) for {width}x{height} images; "
-          f"{len(order)} frames{playback} written as {media_io.describe_kind(kind, encoding)} to {writer.path} "
+          f"{len(order)} frames{playback} written as {media.encoding.describe_kind(kind, encoding)} to {writer.path} "
           f"in {seconds:.1f} s")
     return 0
 

@@ -5,7 +5,8 @@
                               [--input_fps F] [--gpu] [--precision P]
 
 The pipeline is ``video_pipeline`` (exact output times, pairs, scene cuts);
-sources, writers and audio are ``video_io``/``media_io``; the model is run by
+sources, writers and the chunk join are in ``media``; the jobs (segments,
+chunks, resuming) are ``video_jobs``; the model is run by
 ``runtime``. This module parses the command line and wires them together.
 Problems the user can fix end the program with one line on stderr and exit
 status 1 (2 for bad command-line arguments); nothing is left at the output
@@ -24,9 +25,10 @@ import cli  # first: it sets how OpenMP threads wait before torch loads
 import torch
 from tqdm import tqdm
 
-import media_io
+import media.encoding
+import media.errors
+import media.sources
 import runtime
-import video_io
 import video_jobs
 import video_pipeline
 from cli import UserError
@@ -243,7 +245,7 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     cli.check_output_arguments(parser, args)
 
 
-def output_rate_for(args: argparse.Namespace, source: video_io.FrameSource) -> Fraction:
+def output_rate_for(args: argparse.Namespace, source: media.sources.FrameSource) -> Fraction:
     if args.fps is None:
         return (args.multiplier or DEFAULT_MULTIPLIER) * source.rate
     if args.fps < source.rate * (1 - RATE_SLACK):
@@ -259,7 +261,7 @@ def default_save_path(input_path: str, name: str, rate: Fraction, extension: str
 
 def _check_output(save_path: str, kind: str, input_path: str) -> None:
     if kind == "gif":
-        extensions = ", ".join(sorted(media_io.VIDEO_FORMATS))
+        extensions = ", ".join(sorted(media.encoding.VIDEO_FORMATS))
         raise UserError("GIF output is not offered for videos (it keeps every frame in memory until the end): "
                         f"use {extensions} or a folder")
     if kind != "png" and cli.same_file(save_path, input_path):
@@ -273,18 +275,17 @@ def run(args: argparse.Namespace) -> int:
     if not os.path.exists(args.model_path):
         raise runtime.ModelLoadError(f"model file not found: {args.model_path}")
     folder_fps = args.input_fps or DEFAULT_FOLDER_FPS
-    with video_io.open_source(args.input, folder_fps=folder_fps) as source:
-        if args.input_fps is not None and not isinstance(source, video_io.FolderSource):
+    with media.sources.open_source(args.input, folder_fps=folder_fps) as source:
+        if args.input_fps is not None and not isinstance(source, media.sources.FolderSource):
             log.warning("--input_fps is ignored: it is for folders of frames, a video has its own rate")
         rate = output_rate_for(args, source)
         save_path = args.save_path or default_save_path(args.input, source.name, rate, cli.default_extension(args))
-        kind = media_io.output_kind(save_path, offered=OUTPUT_KINDS)
+        kind = media.encoding.output_kind(save_path, offered=OUTPUT_KINDS)
         _check_output(save_path, kind, args.input)
         encoding = cli.output_encoding(args, kind, save_path, source.bit_depth, source.colour)
         with_audio = bool(source.audio_streams) and kind == "video"
         if source.audio_streams and not with_audio:
             log.warning("the audio is not written to PNG frames")
-        source.discard_audio()  # a video output gets it from the input when the chunks are joined
         segment_frames = args.segment_frames or max(1, round(video_jobs.DEFAULT_SEGMENT_SECONDS * source.rate))
         input_path, model_path = os.path.abspath(args.input), os.path.abspath(args.model_path)
         chunk_extension = video_jobs.VIDEO_CHUNK_EXTENSION if kind == "video" else ""
@@ -301,7 +302,7 @@ def run(args: argparse.Namespace) -> int:
                                                                  unit="frame", dynamic_ncols=True, leave=False))
             times = scan.times
             if len(times) < 2:
-                raise media_io.MediaError(f"{args.input}: at least 2 frames are needed")
+                raise media.errors.MediaError(f"{args.input}: at least 2 frames are needed")
             multiplier = None if args.fps is not None else (args.multiplier or DEFAULT_MULTIPLIER)
             clock = video_pipeline.OutputClock(times[0], rate, source.time_resolution, lattice=multiplier,
                                                snap_all=args.mode == "recursive")
@@ -402,7 +403,7 @@ def print_summary(args, job, segments, result, scan, device, save_path, kind, se
     print(f"{scan.frames} source frames ({job.width}x{job.height}) -> {total('frames')} frames "
           f"at {cli.format_fps(job.rate)} fps: {total('made')} made ({args.mode} mode, {device}, "
           f"{total('compute_seconds'):.1f} s), {total('passed_through')} passed through; {cuts}{dropped}{audio_note}"
-          f"{resumed}; written as {media_io.describe_kind(kind, job.encoding)} to {os.path.abspath(save_path.rstrip('/' + os.sep))} "
+          f"{resumed}; written as {media.encoding.describe_kind(kind, job.encoding)} to {os.path.abspath(save_path.rstrip('/' + os.sep))} "
           f"in {seconds:.1f} s")
 
 

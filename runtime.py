@@ -15,7 +15,7 @@ model, with no command line involved:
   conversions: pixels (H, W, 3) float32 RGB in [0, 1] become (1, 3, H, W)
   tensors padded to a multiple of ``PAD_MULTIPLE`` by repeating edge pixels
   (split evenly between the sides); results are cropped back and quantized
-  to uint8 or uint16 (``tensor_to_samples``).
+  to uint8 or uint16 (``tensor_to_samples``, by ``media.samples``).
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import media.samples
 import tiling
 
 log = logging.getLogger("film")
@@ -327,23 +328,12 @@ def pad_to_multiple(image: torch.Tensor, multiple: int = PAD_MULTIPLE) -> Tuple[
 def tensor_to_samples(frame: torch.Tensor, crop: CropBox, dtype: type = np.uint8) -> np.ndarray:
     """Crop a (1, 3, H, W) frame back to the input size; (H, W, 3) of ``dtype``, rounded to nearest.
 
-    uint8: 0-255; uint16: the full 16-bit scale, 0-65535 (see ``media_io``).
+    uint8: 0-255; uint16: the full 16-bit scale, 0-65535. The crop, in
+    float32, comes to the CPU and is quantized there by ``media.samples``.
     """
     top, left, height, width = crop
     region = frame[0, :, top:top + height, left:left + width].float()
-    if dtype == np.uint8:
-        quantized = region.clamp(0, 1).mul(255).round().to(torch.uint8)
-        return quantized.permute(1, 2, 0).cpu().numpy()
-    if dtype == np.uint16:
-        # int32 on the way: torch's uint16 is not supported by every operation.
-        quantized = region.clamp(0, 1).mul(65535).round().to(torch.int32)
-        return quantized.permute(1, 2, 0).cpu().numpy().astype(np.uint16)
-    raise ValueError(f"frames are uint8 or uint16, not {dtype}")
-
-
-def tensor_to_uint8(frame: torch.Tensor, crop: CropBox) -> np.ndarray:
-    """Crop a (1, 3, H, W) frame back to the input size; uint8 (H, W, 3), rounded to nearest."""
-    return tensor_to_samples(frame, crop, np.uint8)
+    return media.samples.to_samples(region.detach().permute(1, 2, 0).cpu().numpy(), dtype)
 
 
 # --------------------------------------------------------------------------- a model ready to run

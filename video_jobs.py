@@ -1,7 +1,7 @@
 """Segmented, resumable video jobs: a video cut into segments, each rendered into a chunk file, chunks joined.
 
-A job raises a video's frame rate as ``video_pipeline`` does in one pass, but
-in pieces that any worker can render and that survive an interruption:
+A job raises a video's frame rate with ``video_pipeline``, in pieces that
+any worker can render and that survive an interruption:
 
 - Segments. The source's frames (their times read from the file without
   decoding, ``FrameSource.frame_times``) are cut about every
@@ -17,21 +17,24 @@ in pieces that any worker can render and that survive an interruption:
   depend on the window, the segments give exactly the frames of a one-piece
   run, wherever the boundaries fall. ``render_segment`` is a pure function
   of (job, segment) -> one chunk.
-- Chunks. Segment k is written to ``<workdir>/chunks/chunk_<k>.<ext>`` in
-  the output's format, frames numbered as in the whole job (video pts n in
-  time base 1 / rate; PNG frame numbers n), each chunk starting with a
-  keyframe. A chunk is written under a temporary name and renamed; then its
-  summary ``chunk_<k>.json`` is written the same way. A segment is done when
-  both exist, so a killed worker leaves nothing half-used.
+- Chunks. Segment k is written in the output's encoding to
+  ``<workdir>/chunks/chunk_<k>.mkv`` for a video output, whatever its
+  container (``VIDEO_CHUNK_EXTENSION``), or to the folder of PNG frames
+  ``<workdir>/chunks/chunk_<k>``, frames numbered as in the whole job
+  (video pts n in time base 1 / rate; PNG frame numbers n), each chunk
+  starting with a keyframe. A chunk is written under a temporary name and
+  renamed; then its summary ``chunk_<k>.json`` is written the same way. A
+  segment is done when both exist, so a killed worker leaves nothing
+  half-used.
 - The work folder holds ``manifest.json``, which identifies the job: the
   input (path, size, modification time, hash of its head and tail), the
   model file (hash) and every setting that changes pixels or timing. A run
   with the same manifest reuses the finished chunks; another job's folder is
   refused, naming what differs. A lock file keeps two runs out of one folder.
-- Joining. Video chunks are joined by packet copy (no re-encoding; exact
-  timestamps), the source's audio is muxed once, interleaved by time; PNG
-  chunks are linked (or copied) into the output folder. The output appears
-  atomically; then the work folder is removed.
+- Joining (``media.join``). Video chunks are joined by packet copy (no
+  re-encoding; exact timestamps), the source's audio is muxed once,
+  interleaved by time; PNG chunks are linked (or copied) into the output
+  folder. The output appears atomically; then the work folder is removed.
 
 ``InProcessRenderer`` renders in this process; ``ray_workers.RayRenderer``
 spreads the same ``render_segment`` calls over worker processes or a cluster.
@@ -44,7 +47,6 @@ import dataclasses
 import errno
 import fcntl
 import hashlib
-import heapq
 import json
 import logging
 import math
@@ -54,13 +56,15 @@ import time
 from fractions import Fraction
 from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence
 
-import av
-
-import media_io
+import media.destination
+import media.encoding
+import media.images
+import media.join
+import media.sources
+import media.writers
 import runtime
-import video_io
 import video_pipeline
-from media_io import MediaError
+from media.errors import MediaError
 
 log = logging.getLogger("film")
 
@@ -72,7 +76,7 @@ MANIFEST_FORMAT = 1
 DEFAULT_SEGMENT_SECONDS = 10
 # Video chunks are Matroska whatever the output: it takes every codec, needs
 # no index rewrite at the end (MP4's +faststart), and the join restamps the
-# frames exactly (see _video_packets).
+# frames exactly (see media.join).
 VIDEO_CHUNK_EXTENSION = ".mkv"
 # Bytes hashed at each end of the input to recognise it (with its size and mtime).
 HASHED_BYTES = 1 << 20
@@ -101,13 +105,13 @@ class JobSpec:
     height: int
     total_frames: int             # output frames of the whole job
     workdir: str
-    chunk_extension: str          # ".mp4", ".mkv", ... for video outputs; "" for PNG frames
+    chunk_extension: str          # VIDEO_CHUNK_EXTENSION for video outputs; "" for PNG frames
     gpu: bool = False
     precision: str = "fp32"
     tile: Optional[int] = None
     max_memory: Optional[float] = None
     threads: Optional[int] = None
-    encoding: Optional[media_io.VideoEncoding] = None  # codec, depth, colour (None: the default H.264)
+    encoding: Optional[media.encoding.VideoEncoding] = None  # codec, depth, colour (None: the default H.264)
     # --dedup: the times of the source frames that are kept, decided once for
     # the whole job (None: every frame is used).
     kept_times: Optional[frozenset] = None
@@ -202,7 +206,7 @@ class SourceScan(NamedTuple):
                    int(content["frames"]), int(content["dropped"]))
 
 
-def scan_source(frames: Iterator[video_io.SourceFrame], *, scene_threshold: float,
+def scan_source(frames: Iterator[media.sources.SourceFrame], *, scene_threshold: float,
                 dedup: Optional[float] = None, progress=None) -> SourceScan:
     """Decides, once for the whole job, which frames --dedup drops and where the scene cuts are.
 
@@ -229,7 +233,7 @@ def scan_source(frames: Iterator[video_io.SourceFrame], *, scene_threshold: floa
     return SourceScan(times, cuts, stats.frames if dedup is not None else len(times), stats.dropped)
 
 
-def scan_for_job(source: video_io.FrameSource, folder: "WorkFolder", *, segment_frames: int,
+def scan_for_job(source: media.sources.FrameSource, folder: "WorkFolder", *, segment_frames: int,
                  scene_threshold: float, dedup: Optional[float] = None, progress_bar=None) -> SourceScan:
     """The frames a job uses and its scene cuts: from an earlier run's work folder, a decoding pass, or the index.
 
@@ -248,8 +252,7 @@ def scan_for_job(source: video_io.FrameSource, folder: "WorkFolder", *, segment_
     if dedup is None and not segmented:
         return SourceScan(times, [], len(times), 0)
     with progress_bar(len(times)) if progress_bar else contextlib.nullcontext() as bar:
-        # frames_from, not frames(): the same frames, without a warning about
-        # damage at the end of the pass; the job reports that once, from its segments.
+        # The pass reports no damage: the job reports it once, from its segments.
         scan = scan_source(source.frames_from(times[0]), scene_threshold=scene_threshold if segmented else 1,
                            dedup=dedup, progress=bar)
     if dedup is None:
@@ -262,7 +265,7 @@ def scan_for_job(source: video_io.FrameSource, folder: "WorkFolder", *, segment_
     return scan
 
 
-def _counted(frames: Iterator[video_io.SourceFrame], progress) -> Iterator[video_io.SourceFrame]:
+def _counted(frames: Iterator[media.sources.SourceFrame], progress) -> Iterator[media.sources.SourceFrame]:
     for frame in frames:
         progress.update(1)
         yield frame
@@ -285,7 +288,7 @@ def render_segment(job: JobSpec, segment: Segment, model_runtime: runtime.ModelR
     renderer = video_pipeline.PairRenderer(model_runtime, job.mode)
     # A frame on the first output's time (within half a tick) is that output.
     aim = clock.time_of(segment.first_output) + job.tick / 2
-    with video_io.open_source(job.input_path, folder_fps=job.folder_fps, keep_audio=False) as source:
+    with media.sources.open_source(job.input_path, folder_fps=job.folder_fps) as source:
         if (source.width, source.height) != (job.width, job.height):
             raise JobError(f"{job.input_path} is {source.width}x{source.height} now, the job was planned for "
                            f"{job.width}x{job.height}: the input changed")
@@ -299,9 +302,9 @@ def render_segment(job: JobSpec, segment: Segment, model_runtime: runtime.ModelR
         if job.kept_times is not None:
             frames = (frame for frame in frames if frame.time in job.kept_times)
         frames = _starting_at_or_before(frames, aim, job.input_path)
-        with media_io.open_writer(job.chunk_path(segment.index), job.rate, job.width, job.height,
-                                  frame_count=job.total_frames, first_index=segment.first_output,
-                                  encoding=job.encoding) as writer:
+        with media.writers.open_writer(job.chunk_path(segment.index), job.rate, job.width, job.height,
+                                       frame_count=job.total_frames, first_index=segment.first_output,
+                                       encoding=job.encoding) as writer:
             summary = video_pipeline.interpolate_stream(frames, clock, renderer, writer.write,
                                                         scene_threshold=job.scene_threshold, progress=progress,
                                                         minimum_frames=1, sample_dtype=writer.sample_dtype)
@@ -314,8 +317,8 @@ def render_segment(job: JobSpec, segment: Segment, model_runtime: runtime.ModelR
     return chunk
 
 
-def _starting_at_or_before(frames: Iterator[video_io.SourceFrame], aim: Fraction,
-                           path: str) -> Iterator[video_io.SourceFrame]:
+def _starting_at_or_before(frames: Iterator[media.sources.SourceFrame], aim: Fraction,
+                           path: str) -> Iterator[media.sources.SourceFrame]:
     """``frames``, checked to start at or before ``aim`` (a segment's first pair must be there)."""
     first = next(frames, None)
     if first is None:
@@ -358,7 +361,7 @@ def folder_identity(path: str) -> dict:
     entries = []
     for name in sorted(os.listdir(path)):
         full = os.path.join(path, name)
-        if os.path.isfile(full) and name.lower().endswith(video_io.FRAME_EXTENSIONS):
+        if os.path.isfile(full) and name.lower().endswith(media.images.FRAME_EXTENSIONS):
             stat = os.stat(full)
             entries.append([name, stat.st_size, stat.st_mtime_ns])
     digest = hashlib.sha256(json.dumps(entries).encode()).hexdigest()
@@ -407,7 +410,7 @@ class WorkFolder:
             shutil.rmtree(self.path)
         try:
             if not os.path.isdir(self.path):
-                self._created_folders = media_io.create_missing_folders(self.path)
+                self._created_folders = media.destination.create_missing_folders(self.path)
                 self.created = True
             os.makedirs(self.chunks, exist_ok=True)
             self._lock = open(os.path.join(self.path, LOCK_NAME), "a")
@@ -508,7 +511,7 @@ class WorkFolder:
         """Deletes the folder, and the parents this run created for it if they are empty."""
         self.release()
         shutil.rmtree(self.path, ignore_errors=True)
-        media_io.remove_empty_folders(self._created_folders[:-1])
+        media.destination.remove_empty_folders(self._created_folders[:-1])
 
 
 # --------------------------------------------------------------------------- rendering
@@ -535,129 +538,6 @@ class InProcessRenderer:
                  progress=None) -> None:
         for segment in pending:
             on_done(segment, render_segment(self.job, segment, self.model_runtime, progress))
-
-
-# --------------------------------------------------------------------------- joining
-
-def _chunk_pts(path: str) -> List[Fraction]:
-    """The presentation times (seconds) of a video chunk's packets, in decode order."""
-    with av.open(path) as chunk:
-        stream = chunk.streams.video[0]
-        return [Fraction(packet.pts * stream.time_base) for packet in chunk.demux(stream)
-                if packet.size and packet.pts is not None]
-
-
-def _video_packets(chunk_paths: Sequence[str], first_outputs: Sequence[int], rate: Fraction,
-                   output_stream) -> Iterator[tuple]:
-    """(time in seconds, packet) of every chunk's video, in order, stamped for the output stream.
-
-    A chunk holds the consecutive output frames from ``first_outputs[k]`` on,
-    so its i-th smallest pts is frame first + i: timestamps are set from that
-    (exact, whatever the chunk container rounded them to). Decode times are
-    the sorted frame numbers moved back by the largest reordering delay of
-    any chunk, so they increase across the joins and never pass a pts.
-    """
-    chunks = [_chunk_pts(path) for path in chunk_paths]
-    delay = 0
-    for stamps in chunks:
-        order = {stamp: i for i, stamp in enumerate(sorted(stamps))}
-        delay = max([delay] + [order[stamps[j]] - j for j in range(len(stamps))] +
-                    [j - order[stamps[j]] for j in range(len(stamps))])
-    time_base = 1 / rate
-    for path, first, stamps in zip(chunk_paths, first_outputs, chunks):
-        order = {stamp: i for i, stamp in enumerate(sorted(stamps))}
-        with av.open(path) as chunk:
-            stream = chunk.streams.video[0]
-            j = 0
-            for packet in chunk.demux(stream):
-                if packet.size == 0 or packet.pts is None:
-                    continue
-                index = first + order[stamps[j]]
-                packet.pts, packet.dts, packet.duration = index, first + j - delay, 1
-                packet.time_base = time_base
-                packet.stream = output_stream
-                j += 1
-                yield Fraction(packet.dts) * time_base, packet
-
-
-def _audio_packets(container, streams, offset: Fraction) -> Iterator[tuple]:
-    if not streams:
-        return
-    try:
-        for packet in container.demux(list(streams)):
-            if packet.size == 0:
-                continue
-            stamp = packet.dts if packet.dts is not None else packet.pts
-            moment = Fraction(stamp * packet.time_base) - offset if stamp is not None else Fraction(0)
-            yield moment, packet
-    except av.FFmpegError:
-        pass  # a cut-short source: its sound ends where reading stops, as its picture does
-
-
-def join_video(chunk_paths: Sequence[str], first_outputs: Sequence[int], rate: Fraction, save_path: str,
-               source_path: Optional[str], start: Fraction) -> List[str]:
-    """Joins video chunks by packet copy into ``save_path`` with the source's audio; returns audio notes.
-
-    ``first_outputs``: each chunk's first frame number; ``start``: the source
-    time that is 0 in the output (the first frame's).
-    """
-    container_format = media_io.VIDEO_FORMATS[os.path.splitext(save_path)[1].lower()]
-    options = {"movflags": "+faststart"} if container_format in ("mp4", "mov") else {}
-    destination = media_io.Destination(save_path, is_folder=False)
-    notes: List[str] = []
-    try:
-        with contextlib.ExitStack() as stack:
-            output = stack.enter_context(av.open(destination.temporary, mode="w", format=container_format,
-                                                 options=options))
-            first = stack.enter_context(av.open(chunk_paths[0]))
-            # opaque: the codec parameters as they are, with no encoder opened (a decoder-only
-            # name such as libdav1d has none).
-            video = output.add_stream_from_template(first.streams.video[0], opaque=True)
-            video.time_base = 1 / rate
-            audio = None
-            source = None
-            if source_path is not None:
-                source = stack.enter_context(av.open(source_path))
-                if source.streams.audio:
-                    audio = video_io.AudioTransfer(list(source.streams.audio), output, offset=start)
-            streams = list(source.streams.audio) if audio is not None else []
-            pictures = _video_packets(chunk_paths, first_outputs, rate, video)
-            merged = heapq.merge(((moment, 0, packet) for moment, packet in pictures),
-                                 ((moment, 1, packet) for moment, packet in _audio_packets(source, streams, start)),
-                                 key=lambda item: (item[0], item[1]))
-            for _, kind, packet in merged:
-                if kind == 0:
-                    output.mux(packet)
-                else:
-                    audio.send(packet)
-            if audio is not None:
-                audio.finish()
-                notes = ([f"copied {', '.join(audio.copied)}"] if audio.copied else []) + \
-                        ([f"re-encoded to AAC {', '.join(audio.reencoded)}"] if audio.reencoded else [])
-        destination.commit()
-    except BaseException as error:
-        destination.discard()
-        if isinstance(error, (av.FFmpegError, OSError)) and not isinstance(error, MediaError):
-            raise MediaError(f"cannot join the chunks into {save_path}: {error}") from None
-        raise
-    return notes
-
-
-def join_png_folders(chunk_folders: Sequence[str], save_path: str) -> None:
-    """Links (or copies) the chunks' numbered PNG frames into the output folder, atomically."""
-    destination = media_io.Destination(save_path, is_folder=True)
-    try:
-        for folder in chunk_folders:
-            for name in sorted(os.listdir(folder)):
-                source, target = os.path.join(folder, name), os.path.join(destination.temporary, name)
-                try:
-                    os.link(source, target)  # the chunks stay intact until the join has succeeded
-                except OSError:
-                    shutil.copy2(source, target)
-        destination.commit()
-    except BaseException:
-        destination.discard()
-        raise
 
 
 # --------------------------------------------------------------------------- a whole job
@@ -711,10 +591,10 @@ def run_job(job: JobSpec, segments: Sequence[Segment], folder: WorkFolder, save_
         parts = [job.chunk_path(segment.index) for segment in rendered]
         audio_notes: List[str] = []
         if job.chunk_extension:
-            audio_notes = join_video(parts, [segment.first_output for segment in rendered], job.rate, save_path,
-                                     source_audio, job.start)
+            audio_notes = media.join.join_video(parts, [segment.first_output for segment in rendered], job.rate,
+                                                save_path, source_audio, job.start)
         else:
-            join_png_folders(parts, save_path)
+            media.join.join_png_folders(parts, save_path)
     except BaseException as error:
         note = folder.close_after_failure(len(folder.done(job, segments)), len(segments))
         if note:

@@ -1,14 +1,16 @@
 """The streaming video pipeline: source frames in, frames at an exact higher rate out.
 
-Given a frame source (``video_io``), an ``OutputClock`` (where the output
-frames fall between the source frames) and a ``PairRenderer`` around a
-``runtime.ModelRuntime``, ``interpolate_stream`` writes every output frame;
-``inference_video.py`` is the command line around it, and anything else (a
-worker rendering part of a video, the benchmark) can call it the same way.
+Given frames from a source (``media.sources``), an ``OutputClock`` (where
+the output frames fall between the source frames) and a ``PairRenderer``
+around a ``runtime.ModelRuntime``, ``interpolate_stream`` writes every
+output frame of the clock's window. ``video_jobs.render_segment`` calls it
+for each segment of a job (the command line, ``inference_video.py``, runs
+jobs); the scene-cut and held-frame tests here also serve the job's scan
+of the source.
 
 Conventions used throughout this module:
 
-- Times are exact ``fractions.Fraction`` seconds (see ``video_io``). Output
+- Times are exact ``fractions.Fraction`` seconds (see ``media.sources``). Output
   frame ``n`` is at ``start + n / rate``, where ``start`` is the first source
   frame's time; writers give it pts ``n`` in time base ``1 / rate``, so the
   first source frame is at 0 in the output.
@@ -43,9 +45,10 @@ import numpy as np
 import torch
 
 import frame_schedule
-import media_io
+import media.errors
+import media.samples
+import media.sources
 import runtime
-import video_io
 
 MODES = ("direct", "recursive")
 # Scene cuts: see scene_difference, and inference_video's --help text for the
@@ -149,13 +152,6 @@ class OutputClock:
         return placements
 
 
-def estimate_output_frames(frame_count: Optional[int], source_rate: Fraction, output_rate: Fraction) -> Optional[int]:
-    """Output frames for ``frame_count`` evenly spaced source frames (exact for constant-rate input)."""
-    if not frame_count:
-        return None
-    return math.floor((frame_count - 1) / source_rate * output_rate) + 1
-
-
 # --------------------------------------------------------------------------- scene cuts
 
 def scene_thumbnail(pixels: np.ndarray) -> np.ndarray:
@@ -164,7 +160,7 @@ def scene_thumbnail(pixels: np.ndarray) -> np.ndarray:
     size = (SCENE_THUMBNAIL_WIDTH, max(1, round(height * SCENE_THUMBNAIL_WIDTH / width)))
     # Area averaging first (on uint8 when possible: fast even at 4K), gray after.
     small = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(video_io.as_float(small), cv2.COLOR_RGB2GRAY)
+    return cv2.cvtColor(media.samples.to_float(small), cv2.COLOR_RGB2GRAY)
 
 
 def scene_difference(thumbnail_a: np.ndarray, thumbnail_b: np.ndarray, max_shift: int = SCENE_MAX_SHIFT) -> float:
@@ -219,15 +215,15 @@ def duplicate_difference(pixels_a: np.ndarray, pixels_b: np.ndarray, block: int 
     if difference.ndim == 3:
         channels = cv2.split(difference)
         difference = functools.reduce(cv2.max, channels[1:], channels[0])
-    difference = video_io.as_float(difference)
+    difference = media.samples.to_float(difference)
     height, width = difference.shape
     blocks = cv2.resize(difference, (max(1, -(-width // block)), max(1, -(-height // block))),
                         interpolation=cv2.INTER_AREA)
     return float(blocks.max())
 
 
-def drop_duplicates(frames: Iterator[video_io.SourceFrame], threshold: float = DEFAULT_DEDUP_THRESHOLD,
-                    stats: Optional[DedupStats] = None) -> Iterator[video_io.SourceFrame]:
+def drop_duplicates(frames: Iterator[media.sources.SourceFrame], threshold: float = DEFAULT_DEDUP_THRESHOLD,
+                    stats: Optional[DedupStats] = None) -> Iterator[media.sources.SourceFrame]:
     """``frames`` without the ones that repeat the frame before (``duplicate_difference`` <= threshold).
 
     For animation on twos or threes: the kept frames keep their timestamps,
@@ -261,7 +257,7 @@ def drop_duplicates(frames: Iterator[video_io.SourceFrame], threshold: float = D
 class SourceSlot:
     """A decoded source frame with what the pairs it belongs to need from it (made when first needed)."""
 
-    def __init__(self, frame: video_io.SourceFrame, model_runtime: runtime.ModelRuntime,
+    def __init__(self, frame: media.sources.SourceFrame, model_runtime: runtime.ModelRuntime,
                  sample_dtype: type = np.uint8):
         self.time = frame.time
         self.pixels = frame.pixels
@@ -276,12 +272,12 @@ class SourceSlot:
     def samples(self) -> np.ndarray:
         """The frame as written (uint8 or uint16): the decoded samples themselves when they are of that type."""
         if self._samples is None:
-            self._samples = video_io.as_samples(self.pixels, self._sample_dtype)
+            self._samples = media.samples.to_samples(self.pixels, self._sample_dtype)
         return self._samples
 
     def model_frame(self) -> runtime.ModelFrame:
         if self._model_frame is None:
-            padded, self.crop = self._runtime.to_model(video_io.as_float(self.pixels))
+            padded, self.crop = self._runtime.to_model(media.samples.to_float(self.pixels))
             self._model_frame = runtime.ModelFrame(padded)
         return self._model_frame
 
@@ -332,16 +328,15 @@ class Summary(NamedTuple):
     compute_seconds: float
 
 
-def interpolate_stream(frames: Iterator[video_io.SourceFrame], clock: OutputClock, renderer: PairRenderer,
+def interpolate_stream(frames: Iterator[media.sources.SourceFrame], clock: OutputClock, renderer: PairRenderer,
                        write, *, scene_threshold: float = DEFAULT_SCENE_THRESHOLD,
-                       after_pair=None, progress=None, minimum_frames: int = 2,
+                       progress=None, minimum_frames: int = 2,
                        sample_dtype: type = np.uint8) -> Summary:
     """Write every output frame of ``clock`` with ``write(frame)``, streaming through ``frames``.
 
     Frames are (H, W, 3) arrays of ``sample_dtype`` (the writer's: uint8, or
     uint16 for deeper outputs); source frames of that type are passed on
-    unchanged. ``after_pair()`` is called after each pair's frames are
-    written (to pass audio on); ``progress.update(n)`` counts written frames.
+    unchanged. ``progress.update(n)`` counts written frames.
     Reading stops once the clock's window is complete; ``frames`` may start
     before the window (their pairs place nothing), which is how a segment of
     a job starts from a seek point. Fewer than ``minimum_frames`` source
@@ -389,13 +384,11 @@ def interpolate_stream(frames: Iterator[video_io.SourceFrame], clock: OutputCloc
                     compute_seconds += time.perf_counter() - started
                 emit(made, "made")
         del rendered, made
-        if after_pair is not None:
-            after_pair()
         previous = current  # the older frame and its pyramids are freed here
         if clock.exhausted:
             break
     if previous is None or (counts["source"] < 2 and minimum_frames >= 2):
-        raise media_io.MediaError("at least 2 frames are needed")
+        raise media.errors.MediaError("at least 2 frames are needed")
     # The source ended: frames on its last frame's time are that frame.
     for _ in clock.at_end(previous.time):
         emit(previous.samples, "passed")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import cli
-import media_io
+import media.writers
 import runtime
 
 
@@ -54,7 +54,7 @@ def test_a_command_run_in_process_leaves_the_callers_thread_count():
 def test_termination_signals_unwind_like_ctrl_c(capsys, tmp_path, signal_number, status):
     """SIGTERM/SIGHUP become an exception: with-blocks clean up, one line, 128 + the signal."""
     def command(args):
-        with media_io.open_writer(str(tmp_path / "out.mp4"), Fraction(24), 64, 64):
+        with media.writers.open_writer(str(tmp_path / "out.mp4"), Fraction(24), 64, 64):
             os.kill(os.getpid(), signal_number)
             raise AssertionError("the signal did not interrupt")
 

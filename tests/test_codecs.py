@@ -1,6 +1,6 @@
 """Codecs, bit depth, colour tags and held frames (issue 13), on small clips made here with PyAV.
 
-The writers are tested through ``media_io`` directly; the command lines run
+The writers are tested through ``media.writers`` directly; the command lines run
 in-process with ``BlendModel`` (test_inference_video's stand-in whose frame
 at dt is (1 - dt) a + dt b), so every output frame says which source frames
 and which t it was made from, and source frames are passed through as decoded.
@@ -19,23 +19,26 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import inference  # noqa: E402
 import inference_video  # noqa: E402
-import media_io  # noqa: E402
-import video_io  # noqa: E402
+import media.encoding  # noqa: E402
+import media.errors  # noqa: E402
+import media.samples  # noqa: E402
+import media.sources  # noqa: E402
+import media.writers  # noqa: E402
 import video_pipeline  # noqa: E402
 from conftest import assert_refused_cleanly, error_lines, run_main  # noqa: E402
-from media_io import ColourTags, VideoEncoding  # noqa: E402
+from media.encoding import ColourTags, VideoEncoding  # noqa: E402
 from test_inference_video import (assert_blends, decode_video, expected_placements, model_files,  # noqa: E402,F401
                                   pattern_frame, read_png_folder)
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
-CODEC_CONTAINERS = [(codec, extension) for codec, spec in media_io.CODECS.items() for extension in spec.extensions]
+CODEC_CONTAINERS = [(codec, extension) for codec, spec in media.encoding.CODECS.items() for extension in spec.extensions]
 # Full-range HDR10-style tags: BT.2020 primaries, PQ transfer, BT.2020 NCL matrix.
 HDR_FULL = ColourTags(primaries=9, transfer=16, matrix=9, full_range=True)
 
 
 def needs(codec):
-    return pytest.mark.skipif(not media_io.encoder_available(codec), reason=f"this PyAV has no {codec} encoder")
+    return pytest.mark.skipif(not media.encoding.encoder_available(codec), reason=f"this PyAV has no {codec} encoder")
 
 
 def codec_param(codec, *rest):
@@ -54,7 +57,7 @@ def smooth_rgb(height, width, seed=0, dtype=np.uint8):
 
 def write_frames(path, frames, encoding=None, fps=Fraction(24), first_index=0):
     height, width = frames[0].shape[:2]
-    with media_io.open_writer(str(path), fps, width, height, first_index=first_index, encoding=encoding) as writer:
+    with media.writers.open_writer(str(path), fps, width, height, first_index=first_index, encoding=encoding) as writer:
         for frame in frames:
             writer.write(frame)
     return str(path)
@@ -133,8 +136,8 @@ def test_default_encoding_is_the_h264_of_before():
 
 
 def test_the_usual_codecs_are_probed_in_this_build():
-    assert {"h264", "hevc", "prores", "ffv1"} <= set(media_io.available_codecs())
-    assert "libx264" in media_io.encodings_help()
+    assert {"h264", "hevc", "prores", "ffv1"} <= set(media.encoding.available_codecs())
+    assert "libx264" in media.encoding.encodings_help()
 
 
 @pytest.mark.parametrize("arguments, words", [
@@ -145,7 +148,7 @@ def test_the_usual_codecs_are_probed_in_this_build():
     (dict(codec="vp8"), "unknown codec"),
 ])
 def test_settings_a_codec_does_not_have_are_refused(arguments, words):
-    with pytest.raises(media_io.MediaError, match=words):
+    with pytest.raises(media.errors.MediaError, match=words):
         VideoEncoding(**arguments)
 
 
@@ -153,9 +156,9 @@ def test_settings_a_codec_does_not_have_are_refused(arguments, words):
     ("h264", 10, 8), ("hevc", 8, 8), ("hevc", 10, 10), ("hevc", 16, 12), ("av1", 12, 10),
     ("prores", 8, 8), ("prores", 12, 10), ("ffv1", 9, 9), ("ffv1", 16, 16)])
 def test_depth_is_the_sources_where_the_codec_holds_it(caplog, codec, source_depth, expected):
-    if not media_io.encoder_available(codec):
+    if not media.encoding.encoder_available(codec):
         pytest.skip(f"no {codec} encoder")
-    encoding = media_io.choose_encoding("video", codec, source_depth=source_depth)
+    encoding = media.encoding.choose_encoding("video", codec, source_depth=source_depth)
     assert encoding.bit_depth == expected
     warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
     if expected < source_depth:
@@ -165,26 +168,26 @@ def test_depth_is_the_sources_where_the_codec_holds_it(caplog, codec, source_dep
 
 
 def test_an_encoding_made_directly_carries_only_tags_its_codec_can():
-    assert VideoEncoding("ffv1").colour == ColourTags(1, 1, media_io.MATRIX_RGB, True)
+    assert VideoEncoding("ffv1").colour == ColourTags(1, 1, media.encoding.MATRIX_RGB, True)
     assert VideoEncoding("prores", colour=HDR_FULL).colour.full_range is False
-    assert VideoEncoding("hevc", colour=ColourTags(2, 2, 2, False)).colour == media_io.BT709
+    assert VideoEncoding("hevc", colour=ColourTags(2, 2, 2, False)).colour == media.encoding.BT709
 
 
 def test_png_and_gif_depths():
-    assert media_io.choose_encoding("png", source_depth=10).bit_depth == 16
-    assert media_io.choose_encoding("png", source_depth=8).bit_depth == 8
-    assert media_io.choose_encoding("gif", source_depth=16).bit_depth == 8
+    assert media.encoding.choose_encoding("png", source_depth=10).bit_depth == 16
+    assert media.encoding.choose_encoding("png", source_depth=8).bit_depth == 8
+    assert media.encoding.choose_encoding("gif", source_depth=16).bit_depth == 8
 
 
 def test_colour_tags_for_each_codec(caplog):
-    assert media_io.choose_encoding("video", "hevc", source_depth=10, colour=HDR_FULL).colour == HDR_FULL
-    assert media_io.choose_encoding("video", "prores", source_depth=10, colour=HDR_FULL).colour == \
+    assert media.encoding.choose_encoding("video", "hevc", source_depth=10, colour=HDR_FULL).colour == HDR_FULL
+    assert media.encoding.choose_encoding("video", "prores", source_depth=10, colour=HDR_FULL).colour == \
         HDR_FULL._replace(full_range=False)
-    assert media_io.choose_encoding("video", "ffv1", source_depth=10, colour=HDR_FULL).colour == \
-        HDR_FULL._replace(matrix=media_io.MATRIX_RGB)
+    assert media.encoding.choose_encoding("video", "ffv1", source_depth=10, colour=HDR_FULL).colour == \
+        HDR_FULL._replace(matrix=media.encoding.MATRIX_RGB)
     unspecified = ColourTags(2, 2, 2, False)
-    assert media_io.choose_encoding("video", "h264", colour=unspecified).colour == media_io.BT709
-    ycgco = media_io.choose_encoding("video", "hevc", colour=ColourTags(9, 18, 8, False)).colour
+    assert media.encoding.choose_encoding("video", "h264", colour=unspecified).colour == media.encoding.BT709
+    ycgco = media.encoding.choose_encoding("video", "hevc", colour=ColourTags(9, 18, 8, False)).colour
     assert ycgco == ColourTags(9, 18, 9, False)
     assert any("YCgCo matrix cannot be written" in record.getMessage() for record in caplog.records)
 
@@ -193,7 +196,7 @@ def test_colour_tags_for_each_codec(caplog):
 
 @pytest.mark.parametrize("codec, extension", [codec_param(*pair) for pair in CODEC_CONTAINERS])
 def test_each_codec_in_each_container(tmp_path, codec, extension):
-    spec = media_io.CODECS[codec]
+    spec = media.encoding.CODECS[codec]
     depth = max(spec.depths)
     encoding = VideoEncoding(codec, bit_depth=depth)
     frames = [smooth_rgb(48, 64, seed=i, dtype=encoding.sample_dtype) for i in range(5)]
@@ -205,8 +208,8 @@ def test_each_codec_in_each_container(tmp_path, codec, extension):
     back = decoded(path, "rgb48le")
     tolerance = 0 if codec == "ffv1" else 0.02 * 65535   # lossy codecs: mean error within 2% of full scale
     for original, frame in zip(frames, back):
-        original16 = video_io.as_uint16(original) if codec != "ffv1" else \
-            np.round(media_io.to_depth(original, depth) * (65535 / ((1 << depth) - 1))).astype(np.uint16)
+        original16 = media.samples.to_uint16(original) if codec != "ffv1" else \
+            np.round(media.samples.round_to_bits(original, depth) * (65535 / ((1 << depth) - 1))).astype(np.uint16)
         assert np.abs(frame.astype(float) - original16).mean() <= max(tolerance, 1)
     assert [name for name in os.listdir(tmp_path) if name.endswith(".partial")] == []
 
@@ -214,11 +217,11 @@ def test_each_codec_in_each_container(tmp_path, codec, extension):
 @pytest.mark.parametrize("codec, extension", [
     ("ffv1", ".mp4"), ("ffv1", ".mov"), ("prores", ".mp4"), ("av1", ".mov")])
 def test_a_container_that_does_not_take_the_codec_is_refused(tmp_path, codec, extension):
-    with pytest.raises(media_io.OutputError) as caught:
-        media_io.open_writer(str(tmp_path / f"out{extension}"), Fraction(24), 64, 48, encoding=VideoEncoding(codec))
+    with pytest.raises(media.errors.OutputError) as caught:
+        media.writers.open_writer(str(tmp_path / f"out{extension}"), Fraction(24), 64, 48, encoding=VideoEncoding(codec))
     message = str(caught.value)
     assert f"cannot be written to a {extension} file" in message
-    assert all(working in message for working in media_io.CODECS[codec].extensions)
+    assert all(working in message for working in media.encoding.CODECS[codec].extensions)
     assert os.listdir(tmp_path) == []
 
 
@@ -227,7 +230,7 @@ def test_a_container_that_does_not_take_the_codec_is_refused(tmp_path, codec, ex
 def test_chunks_start_with_a_keyframe_and_share_codec_parameters(tmp_path, codec, depth):
     """What joining separately written parts of a sequence by packet copy needs."""
     encoding = VideoEncoding(codec, bit_depth=depth)
-    extension = media_io.CODECS[codec].extensions[0]
+    extension = media.encoding.CODECS[codec].extensions[0]
     frames = [smooth_rgb(64, 96, seed=i, dtype=encoding.sample_dtype) for i in range(6)]
     first = stream_facts(write_frames(tmp_path / f"a{extension}", frames[:3], encoding))
     second = stream_facts(write_frames(tmp_path / f"b{extension}", frames[3:], encoding, first_index=3))
@@ -248,23 +251,16 @@ def test_ffv1_decodes_to_exactly_the_frames_written(tmp_path, depth):
     elif depth == 16:
         back, expected = decoded(path, "rgb48le"), frames
     else:  # 16-bit frames written at 10 bits: the file holds them rounded to 10 bits, exactly
-        back, expected = decoded(path, "gbrp10le"), [media_io.to_depth(frame, 10) for frame in frames]
+        back, expected = decoded(path, "gbrp10le"), [media.samples.round_to_bits(frame, 10) for frame in frames]
     assert len(back) == 4
     for frame, original in zip(back, expected):
         np.testing.assert_array_equal(frame, original)
 
 
-def test_to_depth_inverts_ffmpegs_widening():
-    levels = np.arange(1024, dtype=np.uint16)
-    widened = (levels << 6) | (levels >> 4)   # how FFmpeg turns 10-bit samples into 16-bit ones
-    np.testing.assert_array_equal(media_io.to_depth(widened, 10), levels)
-    np.testing.assert_array_equal(media_io.to_depth(np.arange(256, dtype=np.uint16) * 257, 8), np.arange(256))
-
-
 def test_16_bit_png_frames(tmp_path):
     frames = [smooth_rgb(20, 30, seed=i, dtype=np.uint16) for i in range(2)]
     folder = tmp_path / "frames"
-    with media_io.open_writer(str(folder) + "/", Fraction(10), 30, 20, encoding=VideoEncoding(bit_depth=16)) as writer:
+    with media.writers.open_writer(str(folder) + "/", Fraction(10), 30, 20, encoding=VideoEncoding(bit_depth=16)) as writer:
         assert writer.sample_dtype == np.uint16
         for frame in frames:
             writer.write(frame)
@@ -305,9 +301,9 @@ def distinct_luma_levels(path):
 
 
 def test_10_bit_source_is_read_at_full_depth(deep_sources):
-    with video_io.open_source(deep_sources["gradient"], Fraction(30)) as source:
+    with media.sources.open_source(deep_sources["gradient"], Fraction(30)) as source:
         assert source.bit_depth == 10
-        frame = next(iter(source.frames()))
+        frame = next(source.frames_from(source.start_time))
     assert frame.pixels.dtype == np.uint16 and len(np.unique(frame.pixels[:, :, 1])) == 877  # every luma level 64-940
 
 
@@ -386,7 +382,7 @@ def test_colour_tags_are_kept_and_colours_converted_with_the_sources_matrix(caps
     assert status == 0, err
     tags = stream_facts(output)["tags"]
     expected = {"prores": HDR_FULL._replace(full_range=False),
-                "ffv1": HDR_FULL._replace(matrix=media_io.MATRIX_RGB)}.get(codec, HDR_FULL)
+                "ffv1": HDR_FULL._replace(matrix=media.encoding.MATRIX_RGB)}.get(codec, HDR_FULL)
     assert tags == expected, tags.describe()
     with av.open(str(output)) as container:
         frame = next(container.decode(video=0))
@@ -417,7 +413,7 @@ def test_an_hdr_source_written_as_bt709_would_fail_the_colour_check(deep_sources
 # --------------------------------------------------------------------------- held frames
 
 def frames_of(pixels_list, step=Fraction(1, 24)):
-    return [video_io.SourceFrame(index * step, pixels) for index, pixels in enumerate(pixels_list)]
+    return [media.sources.SourceFrame(index * step, pixels) for index, pixels in enumerate(pixels_list)]
 
 
 def test_duplicate_difference_counts_small_changes_not_noise():
@@ -553,7 +549,7 @@ def test_bad_arguments_are_one_usage_line(capsys, model_files, clip, argv, words
 
 
 def test_a_codec_this_pyav_lacks_is_refused(capsys, monkeypatch, model_files, clip):
-    monkeypatch.setattr(media_io, "encoder_available", lambda codec: codec != "av1")
+    monkeypatch.setattr(media.encoding, "encoder_available", lambda codec: codec != "av1")
     with pytest.raises(SystemExit) as exit_info:
         inference_video.main([model_files["blend"], clip, "--codec", "av1"])
     assert exit_info.value.code == 2

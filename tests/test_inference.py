@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 import frame_schedule  # noqa: E402
 import image_pipeline  # noqa: E402
 import inference  # noqa: E402
-import media_io  # noqa: E402
+import media.samples  # noqa: E402
+import media.writers  # noqa: E402
 import runtime  # noqa: E402
 from conftest import ForwardOnly, Recorder, StageRecorder, error_lines, random_interpolator, run_main, tree, assert_refused_cleanly  # noqa: E402,F401
 from frame_schedule import Step  # noqa: E402
@@ -219,7 +220,7 @@ def test_padding_round_trip(size, padded):
     torch.testing.assert_close(padded_tensor[:, :, top:top + height, left:left + width], tensor, rtol=0, atol=0)
     # Edges are repeated, not blacked out.
     torch.testing.assert_close(padded_tensor[:, :, :top + 1, left], tensor[:, :, :1, 0].expand(-1, -1, top + 1))
-    np.testing.assert_array_equal(runtime.tensor_to_uint8(padded_tensor, crop), media_io.to_uint8(pixels))
+    np.testing.assert_array_equal(runtime.tensor_to_samples(padded_tensor, crop), media.samples.to_uint8(pixels))
 
 
 # --------------------------------------------------------------------------- runner
@@ -328,7 +329,7 @@ def test_png_frames_in_time_order(capsys, tmp_path, model_files, script_model, i
     with torch.jit.optimized_execution(False):
         made = dict(image_pipeline.run_schedule(script_model, x0, x1, schedule))
     for frame, slot in zip(frames[1:-1], schedule.outputs[1:-1]):
-        assert np.abs(frame.astype(int) - runtime.tensor_to_uint8(made[slot], crop)).max() <= 1
+        assert np.abs(frame.astype(int) - runtime.tensor_to_samples(made[slot], crop)).max() <= 1
     # One of each is said in the singular ("1 in-between frame (... 1 model run, ...").
     assert f"{n} in-between frame{'s' if n > 1 else ''} (" in out and str(tmp_path / "frames") in out
     assert f" {len(schedule.steps)} model run{'s' if len(schedule.steps) > 1 else ''}," in out
@@ -359,7 +360,7 @@ def test_video_plays_there_and_back_unless_forward_only(capsys, tmp_path, monkey
                              "--save_path", tmp_path / "frames/")
     assert status == 0, err
     _, forward = read_png_folder(tmp_path / "frames")
-    monkeypatch.setattr(media_io, "open_writer", RecordingWriter)
+    monkeypatch.setattr(media.writers, "open_writer", RecordingWriter)
     extra = ["--forward_only"] if forward_only else []
     status, out, err = run_cli(capsys, model_files["script"], first_path, second_path, "--frames", 3,
                                "--save_path", tmp_path / "out.mp4", *extra)

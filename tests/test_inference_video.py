@@ -1,4 +1,4 @@
-"""Tests of inference_video.py and video_io.py, on small videos made here with PyAV.
+"""Tests of inference_video.py and of the media sources and audio it uses, on small videos made here with PyAV.
 
 Test videos show a gradient background, a square moving 3 pixels per frame
 and the frame's index as a row of black/white blocks that survive H.264, plus
@@ -30,9 +30,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import inference_video  # noqa: E402
-import media_io  # noqa: E402
+import media.images  # noqa: E402
+import media.samples  # noqa: E402
+import media.sources  # noqa: E402
 import runtime  # noqa: E402
-import video_io  # noqa: E402
 import video_pipeline  # noqa: E402
 from conftest import ForwardOnly, StageRecorder, cpu_runtime, error_lines, random_interpolator, run_main, tree, assert_refused_cleanly  # noqa: E402,F401
 from video_pipeline import OutputClock  # noqa: E402
@@ -122,7 +123,7 @@ def make_video(path, times=None, count=12, rate=Fraction(30000, 1001), audio="aa
 
 
 def decode_video(path) -> Tuple[List[Fraction], List[np.ndarray]]:
-    """(times, RGB frames) of the first video stream, decoded the way video_io does."""
+    """(times, RGB frames) of the first video stream, decoded the way media.sources does."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         decoded = [(frame.pts * stream.time_base, frame.to_ndarray(format="rgb24")) for frame in container.decode(stream)]
@@ -298,12 +299,6 @@ def test_clock_starts_at_the_first_frame_and_checks_arguments():
         OutputClock(F(0), F(30), snap_all=True)
 
 
-def test_estimated_output_frames():
-    assert video_pipeline.estimate_output_frames(12, F(30000, 1001), F(60000, 1001)) == 23
-    assert video_pipeline.estimate_output_frames(11, F(24), F(60)) == 26
-    assert video_pipeline.estimate_output_frames(None, F(24), F(60)) is None
-
-
 # --------------------------------------------------------------------------- helpers
 
 def test_scene_metric_separates_motion_from_cuts():
@@ -311,7 +306,7 @@ def test_scene_metric_separates_motion_from_cuts():
     threshold = video_pipeline.DEFAULT_SCENE_THRESHOLD
     difference = lambda a, b: video_pipeline.scene_difference(video_pipeline.scene_thumbnail(a),
                                                                video_pipeline.scene_thumbnail(b))
-    one, two = (media_io.to_uint8(media_io.read_image(str(ROOT / "photos" / name))) for name in ("one.png", "two.png"))
+    one, two = (media.samples.to_uint8(media.images.read_image(str(ROOT / "photos" / name))) for name in ("one.png", "two.png"))
     assert difference(one, two) < 0.03                                   # measured 0.023
     assert difference(one, np.ascontiguousarray(np.roll(one, 48, axis=1))) < 0.01  # a fast pan is compensated
     assert difference(one, one[::-1, ::-1].copy()) > 0.1                 # same colours, other layout: 0.13
@@ -320,23 +315,6 @@ def test_scene_metric_separates_motion_from_cuts():
     assert difference(pattern_frame(4), pattern_frame(5, scene=1)) > 1.5 * threshold  # 0.35
     assert difference(one, np.full_like(one, 255)) > threshold
     assert difference(one, one) == 0
-
-
-def test_natural_sort():
-    names = ["frame10.png", "frame2.png", "Frame1.png", "frame2b.png", "a.png", "frame100.png"]
-    assert sorted(names, key=video_io.natural_sort_key) == \
-        ["a.png", "Frame1.png", "frame2.png", "frame2b.png", "frame10.png", "frame100.png"]
-
-
-@pytest.mark.parametrize("rotation, turns", [(0, 0), (90, 1), (-90, -1), (180, 2), (-180, 2), (270, -1), (89, 1)])
-def test_rotate_upright(rotation, turns):
-    pixels = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
-    np.testing.assert_array_equal(video_io.rotate_upright(pixels, rotation), np.rot90(pixels, k=turns))
-
-
-def test_tidy_rate():
-    assert video_io.tidy_rate(F(30000, 1001)) == F(30000, 1001)
-    assert video_io.tidy_rate(F(1350000, 45043)) == F(1350000, 45043).limit_denominator(1001)
 
 
 # --------------------------------------------------------------------------- timing end to end
@@ -396,7 +374,7 @@ def test_variable_frame_rate(capsys, tmp_path, model_files, videos):
 
     # --multiplier: K times the average rate, the same uniform grid.
     with av.open(videos["vfr"]) as container:
-        average = video_io.tidy_rate(container.streams.video[0].average_rate)
+        average = media.sources.tidy_rate(container.streams.video[0].average_rate)
     status, out, err = run_cli(capsys, model_files["blend"], videos["vfr"], "--multiplier", 2,
                                "--save_path", tmp_path / "m.mp4")
     assert status == 0, err
@@ -525,8 +503,8 @@ def test_reencoded_audio_is_cut_to_start_with_the_video(capsys, tmp_path, model_
 # --------------------------------------------------------------------------- model work
 
 def source_frames_of(path):
-    with video_io.open_source(str(path), folder_fps=F(30)) as source:
-        return list(source.frames()), source
+    with media.sources.open_source(str(path), folder_fps=F(30)) as source:
+        return list(source.frames_from(source.start_time)), source
 
 
 @pytest.mark.parametrize("mode", video_pipeline.MODES)
@@ -568,14 +546,14 @@ def test_recursive_mode_makes_midpoints_of_midpoints(model_files, videos):
                                                                      source.time_resolution, 4, True),
                                            video_pipeline.PairRenderer(cpu_runtime(model), "recursive"), outputs.append,
                                            scene_threshold=1.0)
-        (a, crop), (b, _) = (runtime.pad_to_multiple(runtime.image_to_tensor(video_io.as_float(f.pixels)))
+        (a, crop), (b, _) = (runtime.pad_to_multiple(runtime.image_to_tensor(media.samples.to_float(f.pixels)))
                              for f in frames)
         half = torch.full((1, 1), 0.5)
         middle = model(a, b, half).clamp(0, 1)
         expected = [model(a, middle, half).clamp(0, 1), middle, model(middle, b, half).clamp(0, 1)]
     assert len(outputs) == 5
     for made, reference in zip(outputs[1:4], expected):
-        assert np.abs(made.astype(int) - runtime.tensor_to_uint8(reference, crop)).max() <= 1
+        assert np.abs(made.astype(int) - runtime.tensor_to_samples(reference, crop)).max() <= 1
 
 
 def test_tiny_model_end_to_end(capsys, tmp_path, model_files, videos):
@@ -883,7 +861,7 @@ def decode_video_leniently(path):
     return times, frames
 
 
-def test_a_stream_recording_without_duration_still_gets_a_progress_total(tmp_path):
+def test_a_stream_recording_without_duration_still_gets_a_progress_total(capsys, tmp_path, model_files):
     """Browser/screen recordings written as a stream say neither duration nor frame count."""
     class Unseekable(io.RawIOBase):
         def __init__(self, file):
@@ -910,9 +888,12 @@ def test_a_stream_recording_without_duration_still_gets_a_progress_total(tmp_pat
             container.mux(packet)
     with av.open(str(path)) as container:
         assert not container.streams.video[0].frames and container.duration is None  # nothing declared
-    with video_io.open_source(str(path), folder_fps=F(30)) as source:
-        assert source.frame_count == len(moments)
-        assert video_pipeline.estimate_output_frames(source.frame_count, source.rate, 2 * source.rate) == 15
+    with media.sources.open_source(str(path), folder_fps=F(30)) as source:
+        assert len(source.frame_times()) == len(moments)  # from the packets
+    # The job's total, from those times: the outputs from 0 to 0.3 s at 2 x 30 fps.
+    status, _, err = run_cli(capsys, model_files["blend"], path, "--save_path", tmp_path / "o")
+    assert status == 0, err
+    assert "19/19" in err and len(os.listdir(tmp_path / "o")) == 19
 
 
 def test_sigterm_and_sighup_leave_no_partial_file(tmp_path, model_files, long_videos):

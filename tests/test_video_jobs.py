@@ -24,10 +24,10 @@ import torch
 
 import inference_video
 import ray_workers
-import video_io
 import video_jobs
 import video_pipeline
 from conftest import error_lines, random_interpolator, run_main
+from media import errors, sources
 from test_inference_video import (ONE_THREAD_ENV, ROOT, TINY, decode_video, make_video, read_png_folder)
 
 SEGMENT_FRAMES = {1: "1000", 2: "13", 3: "9"}  # segments of the 24-frame clip
@@ -377,14 +377,14 @@ def scene_cut_clip(tmp_path_factory):
 
 
 def test_the_scan_finds_the_scene_cut_and_the_duplicates(scene_cut_clip):
-    with video_io.open_source(scene_cut_clip, folder_fps=F(24)) as source:
-        scan = video_jobs.scan_source(source.frames(), scene_threshold=0.2)
+    with sources.open_source(scene_cut_clip, folder_fps=F(24)) as source:
+        scan = video_jobs.scan_source(source.frames_from(source.start_time), scene_threshold=0.2)
         assert scan.times == source.frame_times() and scan.cuts == [16] and (scan.frames, scan.dropped) == (30, 0)
-    with video_io.open_source(scene_cut_clip, folder_fps=F(24)) as source:  # a source decodes once
-        off = video_jobs.scan_source(source.frames(), scene_threshold=1)
+    with sources.open_source(scene_cut_clip, folder_fps=F(24)) as source:
+        off = video_jobs.scan_source(source.frames_from(source.start_time), scene_threshold=1)
         assert len(off.times) == 30 and off.cuts == []
     drawings = [20, 50, 80, 200, 230]  # steps of 30 / 255: new drawings; 120 / 255: a new scene
-    frames = [video_io.SourceFrame(F(i, 24), np.full((64, 96, 3), drawings[i // 2], np.uint8))
+    frames = [sources.SourceFrame(F(i, 24), np.full((64, 96, 3), drawings[i // 2], np.uint8))
               for i in range(10)]  # on twos, a cut at frame 6
     scan = video_jobs.scan_source(iter(frames), scene_threshold=0.2, dedup=0.05)
     assert scan.times == [F(i, 24) for i in (0, 2, 4, 6, 8, 9)] and scan.cuts == [3] and \
@@ -456,7 +456,7 @@ def test_a_refused_job_leaves_no_work_folder(capsys, tmp_path, media):
 
 def test_a_scan_that_fails_removes_the_work_folder_it_made(capsys, tmp_path, media, monkeypatch):
     def damaged(*args, **kwargs):
-        raise video_io.MediaError("the source is damaged")
+        raise errors.MediaError("the source is damaged")
 
     monkeypatch.setattr(video_jobs, "scan_source", damaged)
     status, _, err = run_cli(capsys, media["model"], media["clip"], "--save_path", tmp_path / "frames",
