@@ -36,6 +36,8 @@ import media.encoding  # noqa: E402
 import media.errors  # noqa: E402
 import runtime  # noqa: E402
 import video_pipeline  # noqa: E402
+from media.destination import same_file  # noqa: E402,F401 (for the CLIs)
+from media.sources import format_fps  # noqa: E402,F401 (for the CLIs)
 
 log = logging.getLogger("film")
 
@@ -136,10 +138,6 @@ FRAME_RATE_FORMS = ("a whole number (60), a fraction (30000/1001) or a decimal; 
                     "(23.976, 29.97, 47.952, 59.94, 119.88, ...) mean N000/1001 exactly")
 
 
-def format_fps(fps: Fraction) -> str:
-    return str(fps.numerator) if fps.denominator == 1 else f"{float(fps):.3f}".rstrip("0").rstrip(".")
-
-
 # --------------------------------------------------------------------------- argument groups
 
 MODEL_HELP = ("TorchScript model written by export.py or by the original PyTorch port of FILM, "
@@ -190,6 +188,12 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
                              f"this process may use, here {runtime.available_cores()}). Give fewer when other "
                              "jobs share the CPU: threads that wait for a busy core slow every step down "
                              "(see docs/performance.md)")
+
+
+def runtime_options(args: argparse.Namespace) -> runtime.RuntimeOptions:
+    """What ``add_runtime_arguments``'s flags ask for, built once for the whole run."""
+    return runtime.RuntimeOptions(gpu=args.gpu, precision=args.precision, tile=args.tile,
+                                  max_memory_gb=args.max_memory, threads=args.threads)
 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
@@ -298,23 +302,14 @@ def check_output_arguments(parser: argparse.ArgumentParser, args: argparse.Names
 
 def default_extension(args: argparse.Namespace) -> str:
     """The container a default output path gets for ``--codec`` (.mp4 for H.264)."""
-    return media.encoding.CODECS[args.codec or media.encoding.DEFAULT_CODEC].extensions[0]
+    return media.encoding.default_extension(args.codec)
 
 
 def output_encoding(args: argparse.Namespace, kind: str, save_path: str, source_depth: int = 8,
                     colour=None) -> media.encoding.VideoEncoding:
-    """The encoding for --codec/--crf/--preset and the source's depth and colour (``media.encoding.choose_encoding``).
-
-    The options are refused for outputs that are not videos, rather than ignored.
-    """
-    if kind != "video":
-        given = [f"--{name}" for name in ("codec", "crf", "preset") if getattr(args, name, None) is not None]
-        if given:
-            what = {"png": "PNG frames", "gif": "GIFs"}[kind]
-            raise UserError(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} for video outputs, "
-                            f"not {what} ({save_path})")
-    return media.encoding.choose_encoding(kind, args.codec or media.encoding.DEFAULT_CODEC, args.crf, args.preset,
-                                          source_depth=source_depth, colour=colour, path=save_path)
+    """The encoding for --codec/--crf/--preset and the source's depth and colour (``media.encoding.for_output``)."""
+    return media.encoding.for_output(kind, args.codec, args.crf, args.preset, source_depth=source_depth,
+                                     colour=colour, path=save_path)
 
 
 # --------------------------------------------------------------------------- logging and errors
@@ -347,10 +342,6 @@ def _print_note(error: BaseException) -> None:
     note = getattr(error, "note", None)
     if note:
         print(f"note: {note}", file=sys.stderr)
-
-
-def same_file(a: str, b: str) -> bool:
-    return os.path.realpath(a) == os.path.realpath(b)
 
 
 class Terminated(KeyboardInterrupt):

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Dict, List, NamedTuple, Sequence, Tuple
 
-MODES = ("balanced", "recursive", "direct")
+SCHEDULE_MODES = ("balanced", "recursive", "direct")
 HALF = Fraction(1, 2)
 
 
@@ -83,7 +83,7 @@ def make_schedule(mode: str, frames: int) -> Schedule:
     """The schedule for ``frames`` in-between frames in the given mode."""
     builders = {"balanced": balanced_schedule, "recursive": recursive_schedule, "direct": direct_schedule}
     if mode not in builders:
-        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(SCHEDULE_MODES)}")
     return builders[mode](frames)
 
 

@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fps", type=cli.frame_rate, default=DEFAULT_FPS,
                         help=f"frames per second of the video or GIF: {cli.FRAME_RATE_FORMS} "
                              f"(default: {DEFAULT_FPS})")
-    parser.add_argument("--mode", choices=frame_schedule.MODES, default="balanced",
+    parser.add_argument("--mode", choices=frame_schedule.SCHEDULE_MODES, default="balanced",
                         help="how in-between frames are scheduled (see below; default: balanced)")
     parser.add_argument("--forward_only", "--forward-only", dest="forward_only", action="store_true",
                         help="video/GIF: play img1 -> img2 once instead of going there and back")
@@ -158,9 +158,7 @@ def run(args: argparse.Namespace) -> int:
         log.info(f"--mode recursive with {args.frames} frames (not 2^K - 1): using the nearest of the "
                  f"times j/{1 << depth}, so motion is slightly uneven; "
                  f"{(1 << (depth - 1)) - 1} or {(1 << depth) - 1} frames would be even")
-    model_runtime = runtime.open_model(args.model_path, gpu=args.gpu, precision=args.precision,
-                                       frame_size=(height, width), tile=args.tile, max_memory_gb=args.max_memory,
-                                       threads=args.threads)
+    model_runtime = runtime.open_model(args.model_path, cli.runtime_options(args), frame_size=(height, width))
 
     with media.writers.open_writer(save_path, args.fps, width, height, frame_count=len(order),
                                    encoding=encoding) as writer:

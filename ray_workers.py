@@ -230,4 +230,4 @@ def gpus_per_worker(ray, workers: int) -> float:
 
 def _with_threads(job: JobSpec, threads: int) -> JobSpec:
     import dataclasses
-    return dataclasses.replace(job, threads=threads)
+    return dataclasses.replace(job, runtime_options=job.runtime_options.with_threads(threads))

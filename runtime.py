@@ -19,6 +19,7 @@ model, with no command line involved:
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from typing import Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
@@ -453,13 +454,25 @@ def run_schedule(model: torch.nn.Module, first: ModelFrame, second: ModelFrame, 
         yield step.new, frame
 
 
-def open_model(path: str, *, gpu: bool = False, precision: str = "fp32", frame_size: Tuple[int, int],
-               tile: Optional[int] = None, max_memory_gb: Optional[float] = None,
-               threads: Optional[int] = None) -> ModelRuntime:
-    """Load ``path`` on the chosen device and precision, tiled if ``frame_size`` (H, W) needs it.
+@dataclasses.dataclass(frozen=True)
+class RuntimeOptions:
+    """How a model file is run: the CLIs' --gpu, --precision, --tile, --max_memory and --threads."""
 
-    ``threads``: CPU threads (None: the cores this process may use).
-    """
+    gpu: bool = False
+    precision: str = "fp32"
+    tile: Optional[int] = None              # tile size in pixels (None: only when a frame would not fit)
+    max_memory_gb: Optional[float] = None   # the tiling budget (None: default_memory_budget_gb)
+    threads: Optional[int] = None           # CPU threads (None: the cores this process may use)
+
+    def with_threads(self, threads: Optional[int]) -> "RuntimeOptions":
+        return dataclasses.replace(self, threads=threads)
+
+
+def open_model(path: str, options: RuntimeOptions = RuntimeOptions(), *,
+               frame_size: Tuple[int, int]) -> ModelRuntime:
+    """Load ``path`` as ``options`` say, tiled if ``frame_size`` (H, W) needs it."""
+    threads, gpu, precision = options.threads, options.gpu, options.precision
+    tile, max_memory_gb = options.tile, options.max_memory_gb
     set_threads(threads)
     device = choose_device(gpu)
     if device.type == "cpu":

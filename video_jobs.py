@@ -95,36 +95,31 @@ class JobSpec:
     input_path: str
     folder_fps: Fraction          # frame rate of a folder of frames (videos carry theirs)
     model_path: str
-    mode: str                     # video_pipeline.MODES
+    mode: str                     # video_pipeline.VIDEO_MODES
     rate: Fraction                # output frame rate
-    lattice: Optional[int]        # K of --multiplier K (see OutputClock)
+    multiplier: Optional[int]     # K of --multiplier K (see OutputClock)
     scene_threshold: float
     start: Fraction               # the first source frame's time: output frame 0
-    tick: Fraction                # resolution of the source's timestamps
+    timestamp_step: Fraction      # the step of the source's timestamps (see OutputClock)
     width: int
     height: int
     total_frames: int             # output frames of the whole job
     workdir: str
-    chunk_extension: str          # VIDEO_CHUNK_EXTENSION for video outputs; "" for PNG frames
-    gpu: bool = False
-    precision: str = "fp32"
-    tile: Optional[int] = None
-    max_memory: Optional[float] = None
-    threads: Optional[int] = None
+    chunk_extension: str          # ".mkv" for video outputs; "" for PNG frames
+    runtime_options: runtime.RuntimeOptions = runtime.RuntimeOptions()
     encoding: Optional[media.encoding.VideoEncoding] = None  # codec, depth, colour (None: the default H.264)
     # --dedup: the times of the source frames that are kept, decided once for
     # the whole job (None: every frame is used).
     kept_times: Optional[frozenset] = None
 
     def clock(self, first_index: int = 0, end_index: Optional[int] = None) -> video_pipeline.OutputClock:
-        return video_pipeline.OutputClock(self.start, self.rate, self.tick, lattice=self.lattice,
-                                          snap_all=self.mode == "recursive", first_index=first_index,
+        """The job's output clock, or its window ``first_index <= n < end_index`` for one segment."""
+        return video_pipeline.OutputClock(self.start, self.rate, self.timestamp_step, multiplier=self.multiplier,
+                                          multiples_only=self.mode == "recursive", first_index=first_index,
                                           end_index=end_index)
 
     def open_model(self) -> runtime.ModelRuntime:
-        return runtime.open_model(self.model_path, gpu=self.gpu, precision=self.precision,
-                                  frame_size=(self.height, self.width), tile=self.tile,
-                                  max_memory_gb=self.max_memory, threads=self.threads)
+        return runtime.open_model(self.model_path, self.runtime_options, frame_size=(self.height, self.width))
 
     def chunk_path(self, index: int) -> str:
         return os.path.join(self.workdir, CHUNKS_FOLDER, f"chunk_{index:06d}{self.chunk_extension}")
@@ -145,7 +140,7 @@ class Segment(NamedTuple):
 
 def count_output_frames(times: Sequence[Fraction], clock: video_pipeline.OutputClock) -> int:
     """Output frames of the whole job: those up to the last source frame's time (see ``OutputClock.at_end``)."""
-    return math.floor((times[-1] + clock.tick / 2 - clock.start) * clock.rate) + 1
+    return math.floor((times[-1] + clock.timestamp_step / 2 - clock.start) * clock.rate) + 1
 
 
 def segment_starts(frame_count: int, segment_frames: int, cuts: Sequence[int] = ()) -> List[int]:
@@ -286,8 +281,8 @@ def render_segment(job: JobSpec, segment: Segment, model_runtime: runtime.ModelR
     """Renders one segment into its chunk and summary files (replacing any there); see the module docstring."""
     clock = job.clock(segment.first_output, segment.end_output)
     renderer = video_pipeline.PairRenderer(model_runtime, job.mode)
-    # A frame on the first output's time (within half a tick) is that output.
-    aim = clock.time_of(segment.first_output) + job.tick / 2
+    # A frame on the first output's time (within half a timestamp step) is that output.
+    aim = clock.time_of(segment.first_output) + job.timestamp_step / 2
     with media.sources.open_source(job.input_path, folder_fps=job.folder_fps) as source:
         if (source.width, source.height) != (job.width, job.height):
             raise JobError(f"{job.input_path} is {source.width}x{source.height} now, the job was planned for "
@@ -368,11 +363,29 @@ def folder_identity(path: str) -> dict:
     return {"path": os.path.abspath(path), "frames": len(entries), "sha256": digest}
 
 
+def _flag(name: str, value) -> str:
+    if name == "encoding":
+        return f"the encoding {value}"
+    return name if value is True else f"{name} {value}"
+
+
+def _describe_settings(old: dict, new: dict) -> List[str]:
+    """Settings are stored as the flags that give them: say the difference in flags."""
+    changed = [name for name in sorted(set(old) | set(new)) if old.get(name) != new.get(name)]
+    if not changed:
+        return []
+    made = " ".join(_flag(name, old[name]) for name in changed if name in old) or "the defaults"
+    now = " ".join(_flag(name, new[name]) for name in changed if name in new) or "the defaults"
+    return [f"it was made with {made}, this run asks for {now}"]
+
+
 def _describe_differences(old: dict, new: dict, prefix: str = "") -> List[str]:
     differences = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
+        if key == "settings" and not prefix and isinstance(a, dict) and isinstance(b, dict):
+            differences += _describe_settings(a, b)
+        elif isinstance(a, dict) and isinstance(b, dict):
             differences += _describe_differences(a, b, f"{prefix}{key} ")
         elif a != b:
             differences.append(f"{prefix}{key} was {a} and is now {b}")

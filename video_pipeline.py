@@ -18,9 +18,10 @@ Conventions used throughout this module:
   ``t = (time - time_a) / (time_b - time_a)``, 0 <= t < 1. t = 0 and t = 1
   mean frame a and frame b themselves, written unchanged (passed through);
   other t are made by the model with ``dt = t``.
-- Timestamps in files are rounded to ticks of their stream's time base (1 ms
-  in Matroska), so an output time within half a tick of a source frame's
-  time is that frame, and with a multiplier K a t within one tick (in time)
+- Timestamps in files are rounded to steps of their stream's time base (the
+  *timestamp step*: 1 ms in Matroska), so an output time within half a step
+  of a source frame's time is that frame, and with a multiplier K a t within
+  one step (in time)
   of a multiple of 1/K is that multiple: a 29.97 fps Matroska file doubled
   gets t = 1/2 exactly, not 0.4945 or 0.5055.
 - The model sees frames as ``runtime`` prepares them: NCHW RGB in [0, 1],
@@ -50,7 +51,7 @@ import media.samples
 import media.sources
 import runtime
 
-MODES = ("direct", "recursive")
+VIDEO_MODES = ("direct", "recursive")
 # Scene cuts: see scene_difference, and inference_video's --help text for the
 # measurements behind the default.
 DEFAULT_SCENE_THRESHOLD = 0.2
@@ -74,10 +75,10 @@ class Placement(NamedTuple):
 class OutputClock:
     """Places output frames ``start + n / rate`` in the pairs of source frames, in order.
 
-    ``time_resolution`` is the tick of the source's timestamps (0 if exact);
-    ``lattice`` is K for ``--multiplier K``: t near a multiple of 1/K is
-    snapped to it (see the module docstring). ``snap_all`` rounds every t to
-    the lattice, for recursive mode, which can only make multiples of 1/K.
+    ``timestamp_step`` is the step of the source's timestamps (0 if exact);
+    ``multiplier`` is K for ``--multiplier K``: t near a multiple of 1/K is
+    snapped to it (see the module docstring). ``multiples_only`` rounds every
+    t to a multiple of 1/K, for recursive mode, which can only make those.
 
     ``first_index`` and ``end_index`` make the clock place only the output
     frames ``first_index <= n < end_index`` (None: no end): a segment of a
@@ -86,22 +87,22 @@ class OutputClock:
     video would.
     """
 
-    def __init__(self, start: Fraction, rate: Fraction, time_resolution: Fraction = Fraction(0),
-                 lattice: Optional[int] = None, snap_all: bool = False, first_index: int = 0,
+    def __init__(self, start: Fraction, rate: Fraction, timestamp_step: Fraction = Fraction(0),
+                 multiplier: Optional[int] = None, multiples_only: bool = False, first_index: int = 0,
                  end_index: Optional[int] = None):
         if rate <= 0:
             raise ValueError(f"rate must be positive, not {rate}")
-        if time_resolution < 0:
-            raise ValueError(f"time_resolution must be >= 0, not {time_resolution}")
-        if lattice is not None and lattice < 1:
-            raise ValueError(f"lattice must be a positive whole number, not {lattice}")
-        if snap_all and lattice is None:
-            raise ValueError("snap_all needs a lattice")
+        if timestamp_step < 0:
+            raise ValueError(f"timestamp_step must be >= 0, not {timestamp_step}")
+        if multiplier is not None and multiplier < 1:
+            raise ValueError(f"multiplier must be a positive whole number, not {multiplier}")
+        if multiples_only and multiplier is None:
+            raise ValueError("multiples_only needs a multiplier")
         self.start, self.rate = Fraction(start), Fraction(rate)
-        self.tick = Fraction(time_resolution)
+        self.timestamp_step = Fraction(timestamp_step)
         if first_index < 0 or (end_index is not None and end_index < first_index):
             raise ValueError(f"need 0 <= first_index <= end_index, got {first_index} and {end_index}")
-        self.lattice, self.snap_all = lattice, snap_all
+        self.multiplier, self.multiples_only = multiplier, multiples_only
         self.next_index = first_index
         self.end_index = end_index
 
@@ -110,8 +111,8 @@ class OutputClock:
 
     def first_index_from(self, time: Fraction) -> int:
         """The first output frame that a pair starting at ``time`` would get (see ``in_pair``)."""
-        # The smallest n with start + n / rate >= time - tick / 2.
-        return max(0, math.ceil((time - self.tick / 2 - self.start) * self.rate))
+        # The smallest n with start + n / rate >= time - timestamp_step / 2.
+        return max(0, math.ceil((time - self.timestamp_step / 2 - self.start) * self.rate))
 
     @property
     def exhausted(self) -> bool:
@@ -122,13 +123,13 @@ class OutputClock:
         return self.end_index is None or self.next_index < self.end_index
 
     def _t_in_pair(self, time: Fraction, time_a: Fraction, time_b: Fraction) -> Fraction:
-        if time <= time_a + self.tick / 2:
+        if time <= time_a + self.timestamp_step / 2:
             return Fraction(0)
         t = (time - time_a) / (time_b - time_a)
-        if self.lattice is not None:
+        if self.multiplier is not None:
             # Halves round up, so that ties do not alternate as with round().
-            nearest = Fraction(math.floor(t * self.lattice + Fraction(1, 2)), self.lattice)
-            if self.snap_all or abs(t - nearest) * (time_b - time_a) <= self.tick:
+            nearest = Fraction(math.floor(t * self.multiplier + Fraction(1, 2)), self.multiplier)
+            if self.multiples_only or abs(t - nearest) * (time_b - time_a) <= self.timestamp_step:
                 t = nearest
         return t
 
@@ -137,7 +138,7 @@ class OutputClock:
         if time_b <= time_a:
             raise ValueError(f"source times must increase, got {time_a} then {time_b}")
         placements = []
-        while self._in_window() and self.time_of(self.next_index) < time_b - self.tick / 2:
+        while self._in_window() and self.time_of(self.next_index) < time_b - self.timestamp_step / 2:
             t = self._t_in_pair(self.time_of(self.next_index), time_a, time_b)
             placements.append(Placement(self.next_index, t))
             self.next_index += 1
@@ -146,7 +147,7 @@ class OutputClock:
     def at_end(self, last_time: Fraction) -> List[Placement]:
         """The output frames that fall on the last source frame (t = 0: that frame)."""
         placements = []
-        while self._in_window() and self.time_of(self.next_index) <= last_time + self.tick / 2:
+        while self._in_window() and self.time_of(self.next_index) <= last_time + self.timestamp_step / 2:
             placements.append(Placement(self.next_index, Fraction(0)))
             self.next_index += 1
         return placements
@@ -254,7 +255,7 @@ def drop_duplicates(frames: Iterator[media.sources.SourceFrame], threshold: floa
 
 # --------------------------------------------------------------------------- model
 
-class SourceSlot:
+class HeldSourceFrame:
     """A decoded source frame with what the pairs it belongs to need from it (made when first needed)."""
 
     def __init__(self, frame: media.sources.SourceFrame, model_runtime: runtime.ModelRuntime,
@@ -293,8 +294,8 @@ class PairRenderer:
     """
 
     def __init__(self, model_runtime: runtime.ModelRuntime, mode: str = "direct", reuse: Optional[bool] = None):
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        if mode not in VIDEO_MODES:
+            raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(VIDEO_MODES)}")
         self.runtime, self.model, self.mode = model_runtime, model_runtime.model, mode
         self.reuse = model_runtime.reuse if reuse is None else reuse
 
@@ -354,9 +355,9 @@ def interpolate_stream(frames: Iterator[media.sources.SourceFrame], clock: Outpu
         if progress is not None:
             progress.update(1)
 
-    previous: Optional[SourceSlot] = None
+    previous: Optional[HeldSourceFrame] = None
     for frame in frames:
-        current = SourceSlot(frame, renderer.runtime, sample_dtype)
+        current = HeldSourceFrame(frame, renderer.runtime, sample_dtype)
         counts["source"] += 1
         if previous is None:
             previous = current

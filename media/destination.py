@@ -115,3 +115,6 @@ class Destination:
         self._remove_created_folders()
 
 
+def same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file or folder (links followed; either may not exist yet)."""
+    return os.path.realpath(a) == os.path.realpath(b)

@@ -252,6 +252,28 @@ def _writable_colour(spec: Codec, colour: ColourTags) -> Tuple[ColourTags, List[
     return ColourTags(primaries, transfer, matrix, full_range), notes
 
 
+def for_output(kind: str, codec: Optional[str], crf: Optional[int], preset: Optional[str], *,
+               source_depth: int = 8, colour: Optional[ColourTags] = None, path: str = "") -> VideoEncoding:
+    """``choose_encoding`` for the CLIs' --codec/--crf/--preset (None: not given).
+
+    The options are refused for outputs that are not videos, rather than ignored.
+    """
+    if kind != "video":
+        given = [f"--{name}" for name, value in (("codec", codec), ("crf", crf), ("preset", preset))
+                 if value is not None]
+        if given:
+            what = {"png": "PNG frames", "gif": "GIFs"}[kind]
+            raise MediaError(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} for video outputs, "
+                             f"not {what} ({path})")
+    return choose_encoding(kind, codec or DEFAULT_CODEC, crf, preset, source_depth=source_depth, colour=colour,
+                           path=path)
+
+
+def default_extension(codec: Optional[str]) -> str:
+    """The container a default output path gets for a codec (.mp4 for H.264)."""
+    return CODECS[codec or DEFAULT_CODEC].extensions[0]
+
+
 def choose_encoding(kind: str, codec: str = DEFAULT_CODEC, crf: Optional[int] = None,
                     preset: Optional[str] = None, source_depth: int = 8,
                     colour: Optional[ColourTags] = None, path: Optional[str] = None) -> VideoEncoding:

@@ -68,6 +68,11 @@ def rotate_upright(pixels: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(pixels, k=quarter_turns)) if quarter_turns else pixels
 
 
+def format_fps(fps: Fraction) -> str:
+    """A rate as people write it: 60, 59.94 (for 60000/1001), 23.976."""
+    return str(fps.numerator) if fps.denominator == 1 else f"{float(fps):.3f}".rstrip("0").rstrip(".")
+
+
 def tidy_rate(rate: Fraction) -> Fraction:
     """A frame rate with at most MAX_RATE_DENOMINATOR as denominator (see there)."""
     rate = Fraction(rate)
@@ -82,7 +87,7 @@ class FrameSource:
     width: int
     height: int
     rate: Fraction            # nominal (average) frame rate
-    time_resolution: Fraction  # timestamps are exact to within half of this (0: exact)
+    timestamp_step: Fraction  # timestamps are exact to within half of this (0: exact)
     audio_streams: Sequence = ()  # a video's audio streams (not read here: see the module docstring)
     start_time: Fraction      # the first frame's time
     bit_depth: int = 8        # bits per sample of the source (8-16)
@@ -133,7 +138,7 @@ class FolderSource(FrameSource):
             raise MediaError(f"the folder {path} holds only 1 image: at least 2 frames are needed")
         self.files = [os.path.join(path, name) for name in sorted(names, key=natural_sort_key)]
         self.rate = Fraction(fps)
-        self.time_resolution = Fraction(0)
+        self.timestamp_step = Fraction(0)
         self.start_time = Fraction(0)
         self.audio_streams = []
         # The first image tells the size and depth (and gives the alpha notice).
@@ -194,7 +199,7 @@ class VideoSource(FrameSource):
         self.stream = videos[0]
         self.time_base = Fraction(self.stream.time_base) if self.stream.time_base else Fraction(1, 90000)
         # Each timestamp is the true time rounded to a tick of the time base.
-        self.time_resolution = self.time_base
+        self.timestamp_step = self.time_base
         rate = self.stream.average_rate or self.stream.guessed_rate or self.stream.base_rate
         if not rate:
             raise MediaError(f"cannot tell the frame rate of {self.path}")

@@ -215,15 +215,13 @@ def test_gpu_ray_workers_are_refused_where_ray_sees_no_gpu():
 
 
 def test_gpu_workers_on_a_mac_get_a_word_about_mps(monkeypatch):
-    import argparse
-
-    import inference_video
-    from cli import UserError
+    import video_interpolation
+    from video_jobs import JobError
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     monkeypatch.setattr(torch.backends.mps, 'is_available', lambda: True)
-    args = argparse.Namespace(workers=2, ray=None, gpu=True)
-    with pytest.raises(UserError, match="Ray cannot use Apple's MPS"):
-        inference_video.prepare_workers(args, 'unused.pt', (64, 64))
+    options = video_interpolation.VideoOptions(workers=2, runtime=runtime.RuntimeOptions(gpu=True))
+    with pytest.raises(JobError, match="Ray cannot use Apple's MPS"):
+        video_interpolation.prepare_workers(options, 'unused.pt', (64, 64))
 
 
 @pytest.mark.parametrize('device', ['cuda', 'mps'])

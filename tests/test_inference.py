@@ -184,7 +184,7 @@ def test_direct_makes_every_frame_from_the_inputs(n):
     assert schedule.last_use_of_pairs() == {(0, n + 1): n - 1}
 
 
-@pytest.mark.parametrize("mode", frame_schedule.MODES)
+@pytest.mark.parametrize("mode", frame_schedule.SCHEDULE_MODES)
 def test_few_pyramids_are_alive_at_once(mode):
     for n in (18, 100, 500):
         schedule = frame_schedule.make_schedule(mode, n)
@@ -262,7 +262,7 @@ def small_pair():
     return x0, x1
 
 
-@pytest.mark.parametrize("mode", frame_schedule.MODES)
+@pytest.mark.parametrize("mode", frame_schedule.SCHEDULE_MODES)
 @pytest.mark.parametrize("n", FRAME_COUNTS)
 def test_reuse_gives_the_frames_of_plain_forward_calls(script_model, forward_only_model, small_pair, mode, n):
     x0, x1 = small_pair
@@ -309,7 +309,7 @@ def read_png_folder(folder):
     return names, [cv2.imread(os.path.join(folder, name))[:, :, ::-1] for name in names]
 
 
-@pytest.mark.parametrize("mode", frame_schedule.MODES)
+@pytest.mark.parametrize("mode", frame_schedule.SCHEDULE_MODES)
 @pytest.mark.parametrize("n", FRAME_COUNTS)
 def test_png_frames_in_time_order(capsys, tmp_path, model_files, script_model, image_pair, mode, n):
     (first_path, second_path), first, second = image_pair

@@ -263,7 +263,7 @@ def test_clock_24_to_60_fps():
 
 def test_clock_multiplier_on_constant_rate_input():
     rate = F(30000, 1001)
-    pairs = clock_run(OutputClock(F(0), 3 * rate, F(1, 30000), lattice=3), [i / rate for i in range(4)])
+    pairs = clock_run(OutputClock(F(0), 3 * rate, F(1, 30000), multiplier=3), [i / rate for i in range(4)])
     assert ts(pairs) == [[0, F(1, 3), F(2, 3)]] * 3 + [[0]]
 
 
@@ -271,9 +271,9 @@ def test_clock_absorbs_millisecond_timestamps():
     # 29.97 fps in Matroska: times rounded to whole milliseconds.
     times = [F(round(F(i * 1001, 30)), 1000) for i in range(8)]
     assert times[:4] == [0, F(33, 1000), F(67, 1000), F(100, 1000)]
-    doubled = clock_run(OutputClock(F(0), F(60000, 1001), F(1, 1000), lattice=2), times)
+    doubled = clock_run(OutputClock(F(0), F(60000, 1001), F(1, 1000), multiplier=2), times)
     assert ts(doubled) == [[0, F(1, 2)]] * 7 + [[0]]
-    # --fps has no lattice: source frames are still recognised, t are the real ones.
+    # --fps has no multiplier: source frames are still recognised, t are the real ones.
     exact = ts(clock_run(OutputClock(F(0), F(60000, 1001), F(1, 1000)), times))
     assert [pair[0] for pair in exact] == [0] * 8
     assert exact[0][1] == (F(1001, 60000)) / F(33, 1000)
@@ -283,8 +283,8 @@ def test_clock_variable_frame_rate():
     times = [F(k, 60) for k in (0, 2, 4, 5, 9, 10, 14, 16)]
     pairs = clock_run(OutputClock(F(0), F(30)), times)
     assert ts(pairs) == [[0], [0], [0], [F(1, 4), F(3, 4)], [], [0, F(1, 2)], [0], [0]]
-    # Recursive mode rounds every t to the lattice (halves up).
-    rounded = clock_run(OutputClock(F(0), F(30), lattice=2, snap_all=True), times)
+    # Recursive mode rounds every t to a multiple of 1/K (halves up).
+    rounded = clock_run(OutputClock(F(0), F(30), multiplier=2, multiples_only=True), times)
     assert ts(rounded)[3] == [F(1, 2), 1]
 
 
@@ -295,8 +295,8 @@ def test_clock_starts_at_the_first_frame_and_checks_arguments():
         OutputClock(F(0), F(30)).in_pair(F(1), F(1))
     with pytest.raises(ValueError, match="rate"):
         OutputClock(F(0), F(0))
-    with pytest.raises(ValueError, match="lattice"):
-        OutputClock(F(0), F(30), snap_all=True)
+    with pytest.raises(ValueError, match="multiplier"):
+        OutputClock(F(0), F(30), multiples_only=True)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -507,7 +507,7 @@ def source_frames_of(path):
         return list(source.frames_from(source.start_time)), source
 
 
-@pytest.mark.parametrize("mode", video_pipeline.MODES)
+@pytest.mark.parametrize("mode", video_pipeline.VIDEO_MODES)
 def test_features_once_per_frame_and_flows_once_per_pair(model_files, videos, mode):
     frames, source = source_frames_of(videos["ntsc"])
     with torch.jit.optimized_execution(False):
@@ -517,8 +517,8 @@ def test_features_once_per_frame_and_flows_once_per_pair(model_files, videos, mo
         outputs, plain = [], []
         for target, runner in ((outputs, video_pipeline.PairRenderer(cpu_runtime(recorder), mode)),
                                (plain, video_pipeline.PairRenderer(cpu_runtime(forward_only), mode))):
-            clock = OutputClock(frames[0].time, 4 * source.rate, source.time_resolution, lattice=4,
-                                snap_all=mode == "recursive")
+            clock = OutputClock(frames[0].time, 4 * source.rate, source.timestamp_step, multiplier=4,
+                                multiples_only=mode == "recursive")
             summary = video_pipeline.interpolate_stream(iter(frames), clock, runner, target.append,
                                                          scene_threshold=1.0)
     assert not runtime.supports_reuse(forward_only)
@@ -543,7 +543,7 @@ def test_recursive_mode_makes_midpoints_of_midpoints(model_files, videos):
         model = runtime.load_model(model_files["tiny"])
         outputs = []
         video_pipeline.interpolate_stream(iter(frames), OutputClock(frames[0].time, 4 * source.rate,
-                                                                     source.time_resolution, 4, True),
+                                                                     source.timestamp_step, 4, True),
                                            video_pipeline.PairRenderer(cpu_runtime(model), "recursive"), outputs.append,
                                            scene_threshold=1.0)
         (a, crop), (b, _) = (runtime.pad_to_multiple(runtime.image_to_tensor(media.samples.to_float(f.pixels)))

@@ -176,12 +176,16 @@ def test_a_work_folder_of_another_job_is_refused(capsys, tmp_path, media):
     status, _, err = run_cli(capsys, *argv, "--keep_workdir")
     assert status == 0, err
     manifest = json.loads((tmp_path / "frames.parts" / "manifest.json").read_text())
-    assert manifest["settings"]["multiplier"] == 2 and manifest["segment_frames"] == 9
+    assert manifest["settings"]["--multiplier"] == 2 and manifest["segment_frames"] == 9
     status, _, err = run_cli(capsys, *argv, "--multiplier", 3)
     assert status == 1
     lines = [line for line in error_lines(err) if not line.startswith("warning:")]
-    assert len(lines) == 1 and "belongs to another job" in lines[0] and "multiplier was 2 and is now 3" in lines[0]
+    # Said in the user's flags, not in the manifest's field names.
+    assert len(lines) == 1 and "belongs to another job" in lines[0]
+    assert "it was made with --multiplier 2, this run asks for --multiplier 3" in lines[0]
     assert "--restart" in lines[0]
+    status, _, err = run_cli(capsys, *argv, "--fps", 60)
+    assert "made with --multiplier 2, this run asks for --fps 60" in err
     status, _, err = run_cli(capsys, *argv, "--multiplier", 3, "--restart")
     assert status == 0, err
     assert len(os.listdir(save_path)) == 3 * 23 + 1
@@ -272,8 +276,8 @@ def test_missing_ray_says_how_to_install_it(monkeypatch):
 
 def test_a_worker_that_cannot_see_the_files_says_so(tmp_path):
     job = video_jobs.JobSpec(input_path=str(tmp_path / "not_here.mp4"), folder_fps=F(30),
-                             model_path=str(tmp_path / "nor_this.pt"), mode="direct", rate=F(48), lattice=2,
-                             scene_threshold=0.2, start=F(0), tick=F(0), width=64, height=64, total_frames=3,
+                             model_path=str(tmp_path / "nor_this.pt"), mode="direct", rate=F(48), multiplier=2,
+                             scene_threshold=0.2, start=F(0), timestamp_step=F(0), width=64, height=64, total_frames=3,
                              workdir=str(tmp_path / "nowhere"), chunk_extension=".mkv")
     with pytest.raises(video_jobs.JobError) as error:
         ray_workers.check_storage(job)
