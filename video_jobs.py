@@ -605,7 +605,7 @@ def run_job(job: JobSpec, segments: Sequence[Segment], folder: WorkFolder, save_
         audio_notes: List[str] = []
         if job.chunk_extension:
             audio_notes = media.join.join_video(parts, [segment.first_output for segment in rendered], job.rate,
-                                                save_path, source_audio, job.start)
+                                                save_path, source_audio, job.start, job.encoding)
         else:
             media.join.join_png_folders(parts, save_path)
     except BaseException as error:

@@ -103,6 +103,8 @@ CODECS: Dict[str, Codec] = {codec.name: codec for codec in (
           "lossless archive: the RGB frames exactly, 8-16 bits; very large"),
 )}
 DEFAULT_CODEC = "h264"
+# ProRes profiles' fourccs in MOV (Apple's ProRes white paper).
+PRORES_TAGS = {"proxy": "apco", "lt": "apcs", "standard": "apcn", "hq": "apch", "4444": "ap4h", "4444xq": "ap4x"}
 
 
 @functools.lru_cache(maxsize=None)
@@ -198,6 +200,23 @@ class VideoEncoding:
         # is fixed, not taken from the thread count, so that the extradata is
         # the same on every machine.
         return {"level": "3", "g": "1", "slices": "16", "slicecrc": "1"}
+
+    def stream_tag(self, container_format: str) -> Optional[str]:
+        """The codec tag (fourcc) the video stream carries in ``container_format``, where it must be chosen.
+
+        Players read meaning from it, and a stream copied from a chunk (the
+        join) would otherwise get the muxer's default: HEVC in MP4/MOV plays
+        in Apple's players only as ``hvc1`` (FFmpeg's default is ``hev1``);
+        ProRes's tag names its profile, which editors and QuickTime read
+        (FFmpeg's default for a copied stream is ``apch``, 422 HQ).
+        """
+        if container_format not in ("mp4", "mov"):
+            return None
+        if self.codec == "hevc":
+            return "hvc1"
+        if self.codec == "prores":
+            return PRORES_TAGS[self.preset]
+        return None
 
     def describe(self) -> str:
         """E.g. "HEVC 10-bit yuv420p10le, CRF 20, preset medium"."""

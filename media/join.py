@@ -21,7 +21,7 @@ import av
 
 from media.audio import AudioTransfer
 from media.destination import Destination
-from media.encoding import VIDEO_FORMATS
+from media.encoding import VIDEO_FORMATS, VideoEncoding
 from media.errors import MediaError
 
 
@@ -81,11 +81,13 @@ def _audio_packets(container, streams, offset: Fraction) -> Iterator[tuple]:
 
 
 def join_video(chunk_paths: Sequence[str], first_outputs: Sequence[int], rate: Fraction, save_path: str,
-               source_path: Optional[str], start: Fraction) -> List[str]:
+               source_path: Optional[str], start: Fraction, encoding: Optional[VideoEncoding] = None) -> List[str]:
     """Joins video chunks by packet copy into ``save_path`` with the source's audio; returns audio notes.
 
     ``first_outputs``: each chunk's first frame number; ``start``: the source
-    time that is 0 in the output (the first frame's).
+    time that is 0 in the output (the first frame's). ``encoding``: the
+    chunks' (None: the default), for what the output's container says of
+    the stream (``VideoEncoding.stream_tag``), as the direct writer says it.
     """
     container_format = VIDEO_FORMATS[os.path.splitext(save_path)[1].lower()]
     options = {"movflags": "+faststart"} if container_format in ("mp4", "mov") else {}
@@ -100,6 +102,9 @@ def join_video(chunk_paths: Sequence[str], first_outputs: Sequence[int], rate: F
             # name such as libdav1d has none).
             video = output.add_stream_from_template(first.streams.video[0], opaque=True)
             video.time_base = 1 / rate
+            tag = (encoding or VideoEncoding()).stream_tag(container_format)
+            if tag is not None:
+                video.codec_tag = tag
             audio = None
             source = None
             if source_path is not None:

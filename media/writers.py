@@ -140,9 +140,11 @@ class VideoWriter(FrameWriter):
         self.coded_width = width + (width % 2 if even_width else 0)
         self.coded_height = height + (height % 2 if even_height else 0)
         if (self.coded_width, self.coded_height) != (width, height):
+            repeated = " and ".join(what for what, added in (("column", self.coded_width > width),
+                                                              ("row", self.coded_height > height)) if added)
             log.warning(f"{spec.label} needs an even {'size' if even_height else 'width'}: the video is "
                         f"{self.coded_width}x{self.coded_height} "
-                        f"(last column/row of the {width}x{height} frames repeated)")
+                        f"(last {repeated} of the {width}x{height} frames repeated)")
         extension = os.path.splitext(self.path)[1].lower()
         container_format = VIDEO_FORMATS[extension]
         options = {"movflags": "+faststart"} if container_format in ("mp4", "mov") else {}
@@ -162,8 +164,9 @@ class VideoWriter(FrameWriter):
         stream.width = self.coded_width
         stream.height = self.coded_height
         stream.pix_fmt = encoding.pix_fmt
-        if encoding.codec == "hevc" and self.container.format.name.split(",")[0] in ("mov", "mp4"):
-            stream.codec_tag = "hvc1"  # Apple's players play HEVC in MP4/MOV only under this tag
+        tag = encoding.stream_tag(self.container.format.name.split(",")[0])
+        if tag is not None:
+            stream.codec_tag = tag
         stream.codec_context.time_base = 1 / self.fps
         context = stream.codec_context
         colour = encoding.colour

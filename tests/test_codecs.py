@@ -569,3 +569,65 @@ def test_help_documents_the_encoding_options(capsys, main):
     if main is inference_video.main:
         for words in ["--dedup", "held frames", "twos", "0.05", "first and the last frame are always kept"]:
             assert words in " ".join(text.split()), words
+
+
+# --------------------------------------------------------------------------- the join says what the direct writer says
+
+def container_identity(path):
+    """What players and editors read from the container about the video stream."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        context = stream.codec_context
+        return dict(codec=context.codec.canonical_name, tag=stream.codec_tag, profile=context.profile,
+                    pix_fmt=context.pix_fmt, colour=ColourTags(context.color_primaries, context.color_trc,
+                                                               context.colorspace, context.color_range == 2))
+
+
+EXPECTED_TAGS = {("hevc", ".mp4"): "hvc1", ("hevc", ".m4v"): "hvc1", ("hevc", ".mov"): "hvc1",
+                 ("prores", ".mov", None): "apch", ("prores", ".mov", "lt"): "apcs", ("prores", ".mov", "4444"): "ap4h"}
+IDENTITY_CASES = [codec_param(codec, extension, preset, workers)
+                  for codec, extension in CODEC_CONTAINERS
+                  for preset in ((None, "lt", "4444") if codec == "prores" else (None,))
+                  for workers in ((None, 2) if (codec, extension, preset) in
+                                  (("hevc", ".mp4", None), ("prores", ".mov", "lt")) else (None,))]
+
+
+@pytest.fixture(scope="module")
+def image_pair_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pair")
+    paths = [str(folder / f"{name}.png") for name in ("a", "b")]
+    for seed, path in enumerate(paths):
+        cv2.imwrite(path, smooth_rgb(48, 64, seed=seed)[:, :, ::-1])
+    return paths
+
+
+@pytest.mark.parametrize("codec, extension, preset, workers", IDENTITY_CASES)
+def test_segmented_jobs_tag_their_stream_as_the_direct_writer_does(capsys, tmp_path, model_files, clip,
+                                                                   image_pair_files, codec, extension, preset,
+                                                                   workers):
+    """inference_video.py's join (segments, and Ray workers) against inference.py's direct writer:
+    codec tag (HEVC's hvc1 for Apple's players, ProRes's profile fourcc), profile, pixel format, colour tags."""
+    encoding = ["--codec", codec] + (["--preset", preset] if preset else [])
+    direct = tmp_path / f"direct{extension}"
+    status, _, err = run_main(inference.main, capsys, model_files["blend"], *image_pair_files, "--frames", 1,
+                              "--save_path", direct, *encoding)
+    assert status == 0, err
+    joined = tmp_path / f"joined{extension}"
+    status, _, err = run_video(capsys, model_files["blend"], clip, "--save_path", joined, "--segment_frames", 2,
+                               *encoding, *(["--workers", workers] if workers else []))
+    assert status == 0, err
+    expected = container_identity(direct)
+    assert container_identity(joined) == expected
+    tag = EXPECTED_TAGS.get((codec, extension, preset), EXPECTED_TAGS.get((codec, extension)))
+    if tag is not None:
+        assert expected["tag"] == tag
+
+
+@pytest.mark.parametrize("codec, size, repeated", [codec_param("prores", (48, 63), "last column of"),
+                                                    codec_param("h264", (47, 64), "last row of"),
+                                                    codec_param("h264", (47, 63), "last column and row of")])
+def test_the_odd_size_warning_names_what_is_repeated(tmp_path, caplog, codec, size, repeated):
+    height, width = size
+    write_frames(tmp_path / "odd.mov", [smooth_rgb(height, width)], VideoEncoding(codec))
+    warnings = [record.getMessage() for record in caplog.records if "needs an even" in record.getMessage()]
+    assert len(warnings) == 1 and repeated in warnings[0]
