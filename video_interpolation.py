@@ -31,6 +31,7 @@ from typing import Callable, List, NamedTuple, Optional, Tuple
 
 import torch
 
+import media.destination
 import media.encoding
 import media.errors
 import media.sources
@@ -227,6 +228,9 @@ def interpolate_video(input_path: str, model_path: str, save_path: Optional[str]
         segment_frames = options.segment_frames or max(1, round(video_jobs.DEFAULT_SEGMENT_SECONDS * source.rate))
         input_path, model_path = os.path.abspath(input_path), os.path.abspath(model_path)
         chunk_extension = video_jobs.VIDEO_CHUNK_EXTENSION if kind == "video" else ""
+        # Whether the output can be written, said of the path the user gave
+        # (the work folder beside it would fail first, under its own name).
+        media.destination.Destination(save_path, is_folder=kind == "png").discard()
         # The model (and a cluster's address) are checked before the work
         # folder is made and the source scanned, which can take minutes.
         local_model = prepare_workers(options, model_path, (source.height, source.width))

@@ -72,7 +72,8 @@ class Destination:
                 os.close(os.open(self.temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except OSError as error:
             self._remove_created_folders()
-            raise OutputError(f"cannot write to {parent}: {error.strerror or error}") from None
+            raise OutputError(f"cannot write the output {path}: {parent} takes no new file "
+                              f"({error.strerror or error})") from None
 
     def _make_folders(self, folder: str) -> List[str]:
         return create_missing_folders(folder)

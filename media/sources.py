@@ -160,6 +160,39 @@ class FolderSource(FrameSource):
         return [index / self.rate for index in range(len(self.files))]
 
 
+def cut_short_hint(path: str) -> str:
+    """A word for a file in the MP4/MOV box layout that ends inside a box, or before its index (moov).
+
+    A recording or copy that stops early leaves such a file: the frames are
+    there (in mdat) but the index that says where is missing.
+    """
+    try:
+        size = os.path.getsize(path)
+        boxes, offset = set(), 0
+        with open(path, "rb") as file:
+            while offset + 8 <= size:
+                file.seek(offset)
+                header = file.read(16)
+                length, kind = int.from_bytes(header[:4], "big"), header[4:8]
+                if length == 1 and len(header) == 16:
+                    length = int.from_bytes(header[8:16], "big")
+                elif length == 0:
+                    length = size - offset
+                if length < 8 or not kind.isalnum() and kind not in (b"ftyp", b"moov", b"mdat", b"free"):
+                    return ""  # not a box layout
+                boxes.add(kind)
+                if offset + length > size:
+                    break  # the file ends inside this box
+                offset += length
+        if b"ftyp" in boxes and b"moov" not in boxes:
+            return " (the file looks cut short: it ends before the index that MP4/MOV files keep at their end)"
+        if b"ftyp" in boxes and offset < size:
+            return " (the file looks cut short)"
+    except OSError:
+        pass
+    return ""
+
+
 class VideoSource(FrameSource):
     """The first video stream of a file FFmpeg can read (cover pictures are not video)."""
 
@@ -170,7 +203,8 @@ class VideoSource(FrameSource):
         try:
             self.container = av.open(path, mode="r")
         except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
-            raise MediaError(f"cannot read {path} as a video: {describe_av_error(error)}") from None
+            raise MediaError(f"cannot read {path} as a video: {describe_av_error(error)}"
+                             f"{cut_short_hint(path)}") from None
         try:
             self._open_streams()
             # Decoding two frames now finds unreadable and too short inputs

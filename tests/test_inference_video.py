@@ -607,6 +607,10 @@ BAD_FILE_CASES = {
     "gif": (["{model}", "{film}", "--save_path", "{tmp}/out.gif"], "GIF output is not offered"),
     "output is the input": (["{model}", "{film}", "--save_path", "{film}"], "the output path is the input"),
     "output is the input folder": (["{model}", "{mixed}", "--save_path", "{mixed}"], "the output folder is the input"),
+    # Said of the path the user typed, not of the work folder beside it.
+    "unwritable output": (["{model}", "{film}", "--save_path", "/proc/out.mp4"],
+                          "cannot write the output /proc/out.mp4: /proc takes no new file"),
+    "read-only output folder": (["{model}", "{film}", "--save_path", "/sys/y.mkv"], "cannot write the output /sys/y.mkv"),
     **({} if torch.cuda.is_available() else {
         # Local Ray workers asking for a GPU that Ray cannot see would never start.
         "gpu workers without a GPU": (["{model}", "{film}", "--gpu", "--workers", "2"], "needs a CUDA GPU")}),
@@ -834,6 +838,10 @@ def test_a_video_where_nothing_decodes_is_an_error(capsys, tmp_path, model_files
     assert_refused_cleanly(inference_video.main, capsys, tmp_path,
                            [model_files["blend"], cut_videos["no_index"], "--save_path", tmp_path / "o.mp4"],
                            "cannot read")
+    # The one line says why: a cut MP4 has lost the index kept at its end.
+    assert_refused_cleanly(inference_video.main, capsys, tmp_path,
+                           [model_files["blend"], cut_videos["no_index"], "--save_path", tmp_path / "o.mp4"],
+                           "the file looks cut short")
 
 
 def decode_video_leniently(path):
