@@ -22,7 +22,9 @@ import time
 from typing import Callable, Dict, List, Optional, Sequence
 
 import video_jobs
-from video_jobs import ChunkSummary, JobError, JobSpec, Segment
+import work_folder
+from video_jobs import JobSpec, Segment
+from work_folder import ChunkSummary, JobError
 
 log = logging.getLogger("film")
 
@@ -70,7 +72,7 @@ def check_storage(job: JobSpec) -> str:
         if not os.access(path, os.R_OK):
             problems.append(f"cannot read {what} {path}")
     try:
-        with tempfile.NamedTemporaryFile(dir=os.path.join(job.workdir, video_jobs.CHUNKS_FOLDER), prefix=".probe"):
+        with tempfile.NamedTemporaryFile(dir=os.path.join(job.workdir, work_folder.CHUNKS_FOLDER), prefix=".probe"):
             pass
     except OSError as error:
         problems.append(f"cannot write in the work folder {job.workdir} ({error.strerror or error})")

@@ -37,10 +37,12 @@ import media.errors
 import media.sources
 import runtime
 import video_jobs
+import work_folder
 import video_pipeline
 from media.destination import same_file
 from media.sources import format_fps
-from video_jobs import JobError, JobSpec, Segment, SourceScan
+from video_jobs import JobSpec, Segment
+from work_folder import JobError, SourceScan
 
 log = logging.getLogger("film")
 
@@ -234,8 +236,8 @@ def interpolate_video(input_path: str, model_path: str, save_path: Optional[str]
         # The model (and a cluster's address) are checked before the work
         # folder is made and the source scanned, which can take minutes.
         local_model = prepare_workers(options, model_path, (source.height, source.width))
-        folder = video_jobs.WorkFolder(options.workdir or default_workdir(save_path))
-        folder.open(video_jobs.manifest_for(input_path, model_path, chunk_extension, segment_frames,
+        folder = work_folder.WorkFolder(options.workdir or default_workdir(save_path))
+        folder.open(work_folder.manifest_for(input_path, model_path, chunk_extension, segment_frames,
                                             options.settings(encoding)), restart=options.restart)
         try:
             scan_bar = None if progress_bars is None else \

@@ -25,6 +25,7 @@ import torch
 import inference_video
 import ray_workers
 import video_jobs
+import work_folder
 import video_pipeline
 from conftest import error_lines, random_interpolator, run_main
 from media import errors, sources
@@ -202,7 +203,7 @@ def test_the_same_job_reuses_a_kept_work_folder(capsys, tmp_path, media):
 
 
 def test_two_runs_cannot_share_a_work_folder(tmp_path):
-    first, second = video_jobs.WorkFolder(tmp_path / "w"), video_jobs.WorkFolder(tmp_path / "w")
+    first, second = work_folder.WorkFolder(tmp_path / "w"), work_folder.WorkFolder(tmp_path / "w")
     first.open({"job": 1})
     with pytest.raises(video_jobs.JobError, match="another run is using"):
         second.open({"job": 1})
@@ -393,7 +394,7 @@ def test_the_scan_finds_the_scene_cut_and_the_duplicates(scene_cut_clip):
     scan = video_jobs.scan_source(iter(frames), scene_threshold=0.2, dedup=0.05)
     assert scan.times == [F(i, 24) for i in (0, 2, 4, 6, 8, 9)] and scan.cuts == [3] and \
         (scan.frames, scan.dropped) == (10, 4)
-    assert video_jobs.SourceScan.from_json(json.loads(json.dumps(scan.to_json()))) == scan
+    assert work_folder.SourceScan.from_json(json.loads(json.dumps(scan.to_json()))) == scan
 
 
 def test_a_segment_starts_at_the_scene_cut_and_the_frames_are_those_of_one_piece(capsys, tmp_path, media,
