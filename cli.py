@@ -267,14 +267,23 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--preset", default=None, metavar="P", help=PRESET_HELP)
 
 
-def _dedup_threshold(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
-    return value
+def fraction_of_full_scale(upper: float, upper_included: bool, meaning: str = ""):
+    """An argparse type for a frame difference in [0, ``upper``] (or [0, ``upper``)), e.g. a scene or dedup threshold."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number between 0 and {upper:g}, got {text!r}") from None
+        if not (0 <= value <= upper if upper_included else 0 <= value < upper):
+            bound = f"between 0 and {upper:g}" if upper_included else f"at least 0 and below {upper:g}"
+            raise argparse.ArgumentTypeError(f"must be {bound}{meaning}, got {text}")
+        return value
+    return parse
+
+
+_dedup_threshold = fraction_of_full_scale(1, upper_included=False)
+# 1 keeps every pair (no difference exceeds it).
+scene_threshold = fraction_of_full_scale(1, upper_included=True, meaning=" (1 turns cut detection off)")
 
 
 def add_dedup_argument(parser: argparse.ArgumentParser) -> None:

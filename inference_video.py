@@ -31,16 +31,6 @@ from video_pipeline import DEFAULT_SCENE_THRESHOLD, SCENE_MAX_SHIFT, SCENE_THUMB
 log = cli.log
 
 
-def _threshold(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (1 turns cut detection off), got {text}")
-    return value
-
-
 DESCRIPTION = """\
 Raise the frame rate of a video (or of a folder of frames) with FILM (Frame
 Interpolation for Large Motion): new frames are made between every two
@@ -116,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"exact output frame rate instead, at least the source's: {cli.FRAME_RATE_FORMS}")
     parser.add_argument("--mode", choices=VIDEO_MODES, default="direct",
                         help="how new frames are made (see below; default: direct)")
-    parser.add_argument("--scene_threshold", "--scene-threshold", dest="scene_threshold", type=_threshold,
+    parser.add_argument("--scene_threshold", "--scene-threshold", dest="scene_threshold", type=cli.scene_threshold,
                         default=DEFAULT_SCENE_THRESHOLD, metavar="X",
                         help=f"frame difference (0-1) above which a pair is a scene cut and is not morphed "
                              f"(default: {DEFAULT_SCENE_THRESHOLD}; 1 turns it off)")
