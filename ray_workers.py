@@ -113,20 +113,28 @@ class ProgressCounter:
 
 
 class SegmentWorker:
-    """One worker: the model loaded once, segments rendered one at a time."""
+    """One worker: the model loaded once (for its first segment), segments rendered one at a time.
 
-    def __init__(self, job: JobSpec, counter):
-        self.job, self.counter = job, counter
+    The constructor takes no arguments. Ray runs it again when it restarts
+    the actor, and an argument that holds an object reference (the progress
+    actor's handle; the job, when it is large enough to go to the object
+    store) may be gone by then: Ray logs an error line for every such actor
+    that may be restarted (ray-project/ray#53727). The job (put in the object
+    store once by the driver, which holds it to the end) and the progress
+    actor come with each call instead, so a retried call brings them along.
+    """
+
+    def __init__(self):
         self.model_runtime = None
 
-    def check(self) -> str:
-        return check_storage(self.job)
+    def check(self, job: JobSpec) -> str:
+        return check_storage(job)
 
-    def render(self, segment: Segment) -> tuple:
+    def render(self, job: JobSpec, segment: Segment, counter) -> tuple:
         if self.model_runtime is None:
-            self.model_runtime = self.job.open_model()
-        progress = SegmentProgress(self.counter, segment.index)
-        summary = video_jobs.render_segment(self.job, segment, self.model_runtime, progress)
+            self.model_runtime = job.open_model()
+        progress = SegmentProgress(counter, segment.index)
+        summary = video_jobs.render_segment(job, segment, self.model_runtime, progress)
         progress.finish()
         return tuple(summary)
 
@@ -173,22 +181,23 @@ class RayRenderer:
                                       num_gpus=gpus_per_worker(ray, actor_count) if self.gpu else 0,
                                       max_restarts=RESTARTS, max_task_retries=RESTARTS)(SegmentWorker)
             job = self.job if self.threads_per_worker is None else _with_threads(self.job, self.threads_per_worker)
-            actors = [worker_class.remote(job, counter) for _ in range(actor_count)]
-            hosts = self._wait(ray, [actor.check.remote() for actor in actors])
+            job_reference = ray.put(job)  # once, not once per call (--dedup's kept times can be large)
+            actors = [worker_class.remote() for _ in range(actor_count)]
+            hosts = self._wait(ray, [actor.check.remote(job_reference) for actor in actors])
             self.started_seconds = time.perf_counter() - started
             log.info(f"Ray workers ready: {len(actors)} on {len(set(hosts))} "
                      f"node{'s' if len(set(hosts)) != 1 else ''} in {self.started_seconds:.1f} s")
-            self._schedule(ray, actors, counter, list(pending), on_done, progress)
+            self._schedule(ray, actors, job_reference, counter, list(pending), on_done, progress)
         finally:
             ray.shutdown()
 
-    def _schedule(self, ray, actors, counter, queue: List[Segment], on_done, progress) -> None:
+    def _schedule(self, ray, actors, job_reference, counter, queue: List[Segment], on_done, progress) -> None:
         idle, running = list(actors), {}
         reported = 0
         while queue or running:
             while idle and queue:
                 actor, segment = idle.pop(), queue.pop(0)
-                running[actor.render.remote(segment)] = (actor, segment)
+                running[actor.render.remote(job_reference, segment, counter)] = (actor, segment)
             done, _ = ray.wait(list(running), num_returns=1, timeout=REPORT_INTERVAL)
             frames = ray.get(counter.total.remote())
             progress.update(frames - reported)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -235,17 +236,37 @@ def two_worker_run(media, tmp_path_factory):
     return process.returncode, out, err, killed, save_path
 
 
-def test_two_workers_give_the_frames_of_one(capsys, tmp_path, media, two_worker_run):
+@pytest.fixture(scope="module")
+def long_one_piece(media, tmp_path_factory):
+    """The 240-frame clip doubled in one segment, in one process with one thread, as PNG frames."""
+    save_path = tmp_path_factory.mktemp("long_one_piece") / "frames"
+    status = inference_video.main([media["model"], media["long"], "--save_path", str(save_path),
+                                   "--segment_frames", "1000"])
+    assert status == 0
+    return save_path
+
+
+def ray_error_lines(stderr):
+    """Ray's own error-level log lines ("[time E pid tid] file.cc:line: ...")."""
+    return [line for line in stderr.replace("\r", "\n").splitlines() if re.search(r"\[[^]]* E \d+ \d+\]", line)]
+
+
+def test_two_workers_give_the_frames_of_one(media, two_worker_run, long_one_piece):
     status, out, err, killed, save_path = two_worker_run
     assert status == 0, err
     assert killed is not None, "no worker was seen writing"
     assert "2 Ray workers" in out
-    status, _, err = run_cli(capsys, media["model"], media["long"], "--save_path", tmp_path / "one",
-                             "--segment_frames", 1000)
-    assert status == 0, err
     # The killed worker's segment was rendered again (Ray restarted it); no
     # half-written chunk was used.
-    assert digests(save_path) == digests(tmp_path / "one")
+    assert digests(save_path) == digests(long_one_piece)
+
+
+def test_a_worker_run_prints_no_error_from_ray(two_worker_run):
+    """Ray logs an error when an actor that may be restarted has constructor arguments it could lose."""
+    status, _, err, _, _ = two_worker_run
+    assert status == 0, err
+    assert "constructor arguments in the object store" not in err
+    assert ray_error_lines(err) == []
 
 
 def test_an_unreachable_cluster_fails_in_seconds(capsys, tmp_path, media):
