@@ -34,6 +34,8 @@ REPORT_INTERVAL = 0.25
 # A killed worker is restarted (and its segment retried) this many times.
 RESTARTS = 3
 CONNECT_TIMEOUT = 5.0
+# After the driver stops a local instance, how long it waits for its workers to end.
+WRITERS_TIMEOUT = 5.0
 
 
 def import_ray():
@@ -190,6 +192,8 @@ class RayRenderer:
             self._schedule(ray, actors, job_reference, counter, list(pending), on_done, progress)
         finally:
             ray.shutdown()
+            if self.address is None:
+                wait_for_writers(os.path.join(self.job.workdir, video_jobs.CHUNKS_FOLDER))
 
     def _schedule(self, ray, actors, job_reference, counter, queue: List[Segment], on_done, progress) -> None:
         idle, running = list(actors), {}
@@ -221,6 +225,58 @@ class RayRenderer:
         except ray.exceptions.RayActorError as error:
             raise JobError(f"a worker died {RESTARTS + 1} times ({str(error).strip().splitlines()[0]}); "
                            f"see Ray's logs") from None
+
+
+def writer_pid(name: str) -> Optional[int]:
+    """The id of the process writing a chunk's temporary file, from its name (None if it is not one).
+
+    ``.chunk_000003.mkv.<pid>-<random>.partial`` (``media_io.Destination``),
+    ``chunk_000003.json.<pid>.tmp`` (``video_jobs._write_json_atomically``).
+    """
+    if name.endswith(".partial"):
+        field = name[:-len(".partial")].rpartition(".")[2].partition("-")[0]
+    elif name.endswith(".tmp"):
+        field = name[:-len(".tmp")].rpartition(".")[2]
+    else:
+        return None
+    return int(field) if field.isdigit() else None
+
+
+def process_running(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine and has not ended (a zombie has)."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        if os.path.isdir("/proc/self"):
+            return False
+    except (OSError, IndexError):
+        pass
+    try:  # no /proc (macOS)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def wait_for_writers(chunks_folder: str, timeout: float = WRITERS_TIMEOUT) -> None:
+    """Waits (``timeout`` seconds at most) until no process of this machine writes a chunk there.
+
+    After ``ray.shutdown()`` a local instance's workers may still be dying;
+    the work folder removes their temporary files next (they cannot, e.g.
+    after a Ctrl-C that reached them too), which must not race with a write.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pids = {writer_pid(name) for name in os.listdir(chunks_folder)} - {None, os.getpid()}
+        except OSError:
+            return
+        if not any(process_running(pid) for pid in pids):
+            return
+        time.sleep(0.05)
 
 
 def gpus_per_worker(ray, workers: int) -> float:

@@ -134,10 +134,10 @@ def test_segmented_h264_has_the_same_timestamps_and_frames_within_encoder_noise(
 
 # --------------------------------------------------------------------------- resuming
 
-def start_program(*argv):
+def start_program(*argv, **kwargs):
     return subprocess.Popen([sys.executable, str(ROOT / "inference_video.py"), *map(str, argv)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL, env=ONE_THREAD_ENV)
+                            stdin=subprocess.DEVNULL, env=ONE_THREAD_ENV, **kwargs)
 
 
 def finished_segments(workdir):
@@ -267,6 +267,31 @@ def test_a_worker_run_prints_no_error_from_ray(two_worker_run):
     assert status == 0, err
     assert "constructor arguments in the object store" not in err
     assert ray_error_lines(err) == []
+
+
+def test_ctrl_c_on_two_workers_leaves_no_partial_file_and_resumes(capsys, tmp_path, media, long_one_piece):
+    """Ctrl-C reaches the workers too (one process group): the driver removes what they leave."""
+    save_path, workdir = tmp_path / "frames", tmp_path / "frames.parts"
+    argv = [media["model"], media["long"], "--save_path", save_path, "--segment_frames", 30]  # 8 segments
+    process = start_program(*argv, "--workers", 2, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (finished_segments(workdir) and list(workdir.rglob(".chunk_*.partial"))):
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+            time.sleep(0.02)
+        os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert "kept in" in error_lines(err)[-1]
+    done_before = finished_segments(workdir)
+    assert 0 < len(done_before) < 8
+    assert [path.name for path in workdir.rglob("*") if ".partial" in path.name or path.name.endswith(".tmp")] == []
+    status, out, err = run_cli(capsys, *argv)  # one process, one thread (conftest): the workers' frames
+    assert status == 0, err
+    assert f"resumed: {len(done_before)} of 8 segments were done" in out
+    assert digests(save_path) == digests(long_one_piece)
 
 
 def test_an_unreachable_cluster_fails_in_seconds(capsys, tmp_path, media):
