@@ -115,7 +115,7 @@ class ProgressCounter:
 
 
 class SegmentWorker:
-    """One worker: the model loaded once (for its first segment), segments rendered one at a time.
+    """One worker: the model loaded once (when checked; after a restart, for its first segment), segments one at a time.
 
     The constructor takes no arguments. Ray runs it again when it restarts
     the actor, and an argument that holds an object reference (the progress
@@ -130,7 +130,11 @@ class SegmentWorker:
         self.model_runtime = None
 
     def check(self, job: JobSpec) -> str:
-        return check_storage(job)
+        """The files can be used and the model is loaded: the worker is ready. Returns the host name."""
+        host = check_storage(job)
+        if self.model_runtime is None:
+            self.model_runtime = job.open_model()
+        return host
 
     def render(self, job: JobSpec, segment: Segment, counter) -> tuple:
         if self.model_runtime is None:
@@ -189,6 +193,8 @@ class RayRenderer:
             self.started_seconds = time.perf_counter() - started
             log.info(f"Ray workers ready: {len(actors)} on {len(set(hosts))} "
                      f"node{'s' if len(set(hosts)) != 1 else ''} in {self.started_seconds:.1f} s")
+            if hasattr(progress, "start_clock"):
+                progress.start_clock()  # the rate and ETA are those of rendering, without the start-up
             self._schedule(ray, actors, job_reference, counter, list(pending), on_done, progress)
         finally:
             ray.shutdown()

@@ -216,6 +216,7 @@ def two_worker_run(media, tmp_path_factory):
     """--workers 2 (a local Ray instance) on the 240-frame clip, with one worker killed mid-segment."""
     folder = tmp_path_factory.mktemp("workers")
     save_path, workdir = folder / "frames", folder / "frames.parts"
+    started = time.monotonic()
     process = start_program(media["model"], media["long"], "--save_path", save_path, "--segment_frames", 60,
                             "--workers", 2)
     killed = None
@@ -231,9 +232,10 @@ def two_worker_run(media, tmp_path_factory):
                     break
             time.sleep(0.05)
         out, err = process.communicate(timeout=600)
+        seconds = time.monotonic() - started
     finally:
         process.kill()
-    return process.returncode, out, err, killed, save_path
+    return process.returncode, out, err, killed, save_path, seconds
 
 
 @pytest.fixture(scope="module")
@@ -252,7 +254,7 @@ def ray_error_lines(stderr):
 
 
 def test_two_workers_give_the_frames_of_one(media, two_worker_run, long_one_piece):
-    status, out, err, killed, save_path = two_worker_run
+    status, out, err, killed, save_path, _ = two_worker_run
     assert status == 0, err
     assert killed is not None, "no worker was seen writing"
     assert "2 Ray workers" in out
@@ -263,10 +265,34 @@ def test_two_workers_give_the_frames_of_one(media, two_worker_run, long_one_piec
 
 def test_a_worker_run_prints_no_error_from_ray(two_worker_run):
     """Ray logs an error when an actor that may be restarted has constructor arguments it could lose."""
-    status, _, err, _, _ = two_worker_run
+    status, _, err, _, _, _ = two_worker_run
     assert status == 0, err
     assert "constructor arguments in the object store" not in err
     assert ray_error_lines(err) == []
+
+
+def bar_seconds(stderr):
+    """The elapsed time shown by each drawing of the Interpolating bar, in seconds."""
+    seconds = []
+    for drawing in re.split(r"[\r\n]", stderr):
+        match = re.search(r"Interpolating:.*\[(?:(\d+):)?(\d+):(\d+)<", drawing)
+        if match:
+            hours, minutes, secs = (int(group or 0) for group in match.groups())
+            seconds.append(3600 * hours + 60 * minutes + secs)
+    return seconds
+
+
+def test_the_progress_bar_starts_when_the_workers_are_ready(two_worker_run):
+    """Its rate and ETA leave out Ray's start-up: the bar's clock starts when the workers are ready."""
+    status, _, err, _, _, seconds = two_worker_run
+    assert status == 0, err
+    start_up = float(re.search(r"Ray workers ready: .* in ([\d.]+) s", err).group(1))
+    shown = bar_seconds(err)
+    assert shown and start_up > 2  # (a start-up this short would not show)
+    # The bar is drawn after the source's scan and the model's check, and the
+    # workers start after that: the whole run took longer than the start-up and
+    # what the bar shows together (tqdm shows whole seconds).
+    assert shown[-1] + start_up <= seconds + 1, (shown[-1], start_up, seconds)
 
 
 def test_ctrl_c_on_two_workers_leaves_no_partial_file_and_resumes(capsys, tmp_path, media, long_one_piece):

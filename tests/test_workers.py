@@ -2,11 +2,14 @@
 
 The runs with real Ray workers are in test_video_jobs.py.
 """
+import io
 import os
 import subprocess
 import sys
 import time
 from fractions import Fraction
+
+from tqdm import tqdm
 
 import media_io
 import ray_workers
@@ -91,3 +94,23 @@ def test_an_interrupted_run_leaves_no_temporary_file_in_the_work_folder(tmp_path
     assert "1 of 3 segments" in note
     assert sorted(os.listdir(chunks)) == ["chunk_000000.json", "chunk_000000.mkv"]
     assert finished.read_bytes() == b"chunk" and job.chunk_path(0) == str(finished)
+
+
+def test_the_bar_counts_rate_and_eta_from_when_rendering_starts():
+    """Ray's start-up (minutes on a cluster) is no part of the rendering rate."""
+    now = [1000.0]
+    bar = tqdm(total=1000, file=io.StringIO(), mininterval=0, miniters=1)
+    bar._time = lambda: now[0]
+    bar.start_t = bar.last_print_t = now[0]
+    progress = video_jobs.Progress(bar)
+    progress.update(100)  # the frames of resumed segments, at once
+    now[0] += 600         # the workers start
+    progress.start_clock()
+    now[0] += 10
+    progress.update(50)
+    state = bar.format_dict
+    assert state["n"] == 150 and state["elapsed"] == 10
+    assert state["rate"] == 5  # 50 frames in 10 s: an ETA of (1000 - 150) / 5 s
+    assert "02:50" in str(bar)
+    video_jobs.Progress(None).start_clock()  # no bar: nothing to do
+    bar.close()
