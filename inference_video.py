@@ -223,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="keep the work folder after success")
     jobs.add_argument("--workers", type=cli.whole_number(1), default=None, metavar="N",
                       help="render segments in N worker processes (Ray; --threads is then per worker, default: "
-                           "the cores divided among them). Default: 1, in this process; with --gpu, one per "
+                           "the idle cores divided among them). Default: 1, in this process; with --gpu, one per "
                            "visible GPU")
     jobs.add_argument("--ray", default=None, metavar="ADDRESS",
                       help="send the workers to a running Ray cluster (HOST:PORT, ray://HOST:PORT, or auto); "
