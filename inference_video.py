@@ -163,7 +163,10 @@ long videos (segments, resuming, workers):
   chunks are joined without re-encoding (exact timestamps, one keyframe per
   chunk), the audio is added once, and the work folder is removed
   (--keep_workdir keeps it).
-  The frames are those of a run in one piece.
+  The frames are those of a run in one piece with as many threads per
+  process: the model's sums depend on the thread count (a 2-thread run can
+  differ from a 1-thread run by one level here and there), so --workers N
+  with one thread each give exactly the frames of --threads 1.
   Resuming: if a run stops (Ctrl-C, a crash, a reboot, SIGKILL), run the same
   command again: finished segments are kept and only the others are
   rendered. The work folder remembers the input, the model and every setting

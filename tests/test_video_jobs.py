@@ -218,7 +218,7 @@ def two_worker_run(media, tmp_path_factory):
     save_path, workdir = folder / "frames", folder / "frames.parts"
     started = time.monotonic()
     process = start_program(media["model"], media["long"], "--save_path", save_path, "--segment_frames", 60,
-                            "--workers", 2)
+                            "--workers", 2, "--threads", 1)
     killed = None
     try:
         deadline = time.monotonic() + 300
@@ -240,10 +240,15 @@ def two_worker_run(media, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def long_one_piece(media, tmp_path_factory):
-    """The 240-frame clip doubled in one segment, in one process with one thread, as PNG frames."""
+    """The 240-frame clip doubled in one segment, in one process with one thread, as PNG frames.
+
+    One thread, as each worker of the worker runs: frames are byte-identical
+    only between runs with as many threads per process (the model's sums
+    depend on it).
+    """
     save_path = tmp_path_factory.mktemp("long_one_piece") / "frames"
     status = inference_video.main([media["model"], media["long"], "--save_path", str(save_path),
-                                   "--segment_frames", "1000"])
+                                   "--segment_frames", "1000", "--threads", "1"])
     assert status == 0
     return save_path
 
@@ -254,6 +259,7 @@ def ray_error_lines(stderr):
 
 
 def test_two_workers_give_the_frames_of_one(media, two_worker_run, long_one_piece):
+    """--workers 2 with one thread each: byte for byte the frames of one process with --threads 1."""
     status, out, err, killed, save_path, _ = two_worker_run
     assert status == 0, err
     assert killed is not None, "no worker was seen writing"
@@ -299,7 +305,7 @@ def test_ctrl_c_on_two_workers_leaves_no_partial_file_and_resumes(capsys, tmp_pa
     """Ctrl-C reaches the workers too (one process group): the driver removes what they leave."""
     save_path, workdir = tmp_path / "frames", tmp_path / "frames.parts"
     argv = [media["model"], media["long"], "--save_path", save_path, "--segment_frames", 30]  # 8 segments
-    process = start_program(*argv, "--workers", 2, start_new_session=True)
+    process = start_program(*argv, "--workers", 2, "--threads", 1, start_new_session=True)
     try:
         deadline = time.monotonic() + 300
         while not (finished_segments(workdir) and list(workdir.rglob(".chunk_*.partial"))):
@@ -314,7 +320,7 @@ def test_ctrl_c_on_two_workers_leaves_no_partial_file_and_resumes(capsys, tmp_pa
     done_before = finished_segments(workdir)
     assert 0 < len(done_before) < 8
     assert [path.name for path in workdir.rglob("*") if ".partial" in path.name or path.name.endswith(".tmp")] == []
-    status, out, err = run_cli(capsys, *argv)  # one process, one thread (conftest): the workers' frames
+    status, out, err = run_cli(capsys, *argv, "--threads", 1)  # one process, one thread: the workers' frames
     assert status == 0, err
     assert f"resumed: {len(done_before)} of 8 segments were done" in out
     assert digests(save_path) == digests(long_one_piece)
