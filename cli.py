@@ -185,8 +185,9 @@ def add_tiling_arguments(parser: argparse.ArgumentParser) -> None:
 def add_threads_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=whole_number(1), default=None, metavar="N",
                         help="CPU threads for the model (default: $OMP_NUM_THREADS if set, else the cores "
-                             f"this process may use, here {runtime.available_cores()}). Give fewer when other "
-                             "jobs share the CPU: threads that wait for a busy core slow every step down "
+                             "that are idle when the run starts, of the "
+                             f"{runtime.available_cores()} this process may use here). Give fewer when other "
+                             "jobs will share the CPU: threads that wait for a busy core slow every step down "
                              "(see docs/performance.md)")
 
 

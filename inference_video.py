@@ -78,10 +78,13 @@ output: default <input name>_<rate>fps.mp4 beside the input (.mov for
 
 long videos: the source is rendered in segments (--segment_frames, default
   10 s, boundaries moved to scene cuts) into a work folder (--workdir,
-  default SAVE_PATH.parts), then joined without re-encoding. After Ctrl-C,
-  a crash or SIGKILL, the same command resumes; a folder of another job is
-  refused (--restart discards it). --workers N renders segments in N Ray
-  processes, --ray ADDRESS on a running Ray cluster (shared storage).
+  default SAVE_PATH.parts), then joined without re-encoding. The frames are
+  those of a run in one piece with as many threads per process (the sums
+  depend on the thread count: --workers N with one thread each give the
+  frames of --threads 1). After Ctrl-C, a crash or SIGKILL, the same command
+  resumes; a folder of another job is refused (--restart discards it).
+  --workers N renders segments in N Ray processes, --ray ADDRESS on a
+  running Ray cluster (shared storage).
 
 exit status: 0 on success, 1 on a problem with the files or the run, 2 on
 bad arguments, 130 when interrupted (143 on SIGTERM, 129 on SIGHUP);
@@ -131,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="keep the work folder after success")
     jobs.add_argument("--workers", type=cli.whole_number(1), default=None, metavar="N",
                       help="render segments in N worker processes (Ray; --threads is then per worker, default: "
-                           "the cores divided among them). Default: 1, in this process; with --gpu, one per "
+                           "the idle cores divided among them). Default: 1, in this process; with --gpu, one per "
                            "visible GPU")
     jobs.add_argument("--ray", default=None, metavar="ADDRESS",
                       help="send the workers to a running Ray cluster (HOST:PORT, ray://HOST:PORT, or auto); "

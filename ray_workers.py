@@ -36,6 +36,8 @@ REPORT_INTERVAL = 0.25
 # A killed worker is restarted (and its segment retried) this many times.
 RESTARTS = 3
 CONNECT_TIMEOUT = 5.0
+# After the driver stops a local instance, how long it waits for its workers to end.
+WRITERS_TIMEOUT = 5.0
 
 
 def import_ray():
@@ -115,20 +117,32 @@ class ProgressCounter:
 
 
 class SegmentWorker:
-    """One worker: the model loaded once, segments rendered one at a time."""
+    """One worker: the model loaded once (when checked; after a restart, for its first segment), segments one at a time.
 
-    def __init__(self, job: JobSpec, counter):
-        self.job, self.counter = job, counter
+    The constructor takes no arguments. Ray runs it again when it restarts
+    the actor, and an argument that holds an object reference (the progress
+    actor's handle; the job, when it is large enough to go to the object
+    store) may be gone by then: Ray logs an error line for every such actor
+    that may be restarted (ray-project/ray#53727). The job (put in the object
+    store once by the driver, which holds it to the end) and the progress
+    actor come with each call instead, so a retried call brings them along.
+    """
+
+    def __init__(self):
         self.model_runtime = None
 
-    def check(self) -> str:
-        return check_storage(self.job)
-
-    def render(self, segment: Segment) -> tuple:
+    def check(self, job: JobSpec) -> str:
+        """The files can be used and the model is loaded: the worker is ready. Returns the host name."""
+        host = check_storage(job)
         if self.model_runtime is None:
-            self.model_runtime = self.job.open_model()
-        progress = SegmentProgress(self.counter, segment.index)
-        summary = video_jobs.render_segment(self.job, segment, self.model_runtime, progress)
+            self.model_runtime = job.open_model()
+        return host
+
+    def render(self, job: JobSpec, segment: Segment, counter) -> tuple:
+        if self.model_runtime is None:
+            self.model_runtime = job.open_model()
+        progress = SegmentProgress(counter, segment.index)
+        summary = video_jobs.render_segment(job, segment, self.model_runtime, progress)
         progress.finish()
         return tuple(summary)
 
@@ -175,22 +189,27 @@ class RayRenderer:
                                       num_gpus=gpus_per_worker(ray, actor_count) if self.gpu else 0,
                                       max_restarts=RESTARTS, max_task_retries=RESTARTS)(SegmentWorker)
             job = self.job if self.threads_per_worker is None else _with_threads(self.job, self.threads_per_worker)
-            actors = [worker_class.remote(job, counter) for _ in range(actor_count)]
-            hosts = self._wait(ray, [actor.check.remote() for actor in actors])
+            job_reference = ray.put(job)  # once, not once per call (--dedup's kept times can be large)
+            actors = [worker_class.remote() for _ in range(actor_count)]
+            hosts = self._wait(ray, [actor.check.remote(job_reference) for actor in actors])
             self.started_seconds = time.perf_counter() - started
             log.info(f"Ray workers ready: {len(actors)} on {len(set(hosts))} "
                      f"node{'s' if len(set(hosts)) != 1 else ''} in {self.started_seconds:.1f} s")
-            self._schedule(ray, actors, counter, list(pending), on_done, progress)
+            if hasattr(progress, "start_clock"):
+                progress.start_clock()  # the rate and ETA are those of rendering, without the start-up
+            self._schedule(ray, actors, job_reference, counter, list(pending), on_done, progress)
         finally:
             ray.shutdown()
+            if self.address is None:
+                wait_for_writers(os.path.join(self.job.workdir, video_jobs.CHUNKS_FOLDER))
 
-    def _schedule(self, ray, actors, counter, queue: List[Segment], on_done, progress) -> None:
+    def _schedule(self, ray, actors, job_reference, counter, queue: List[Segment], on_done, progress) -> None:
         idle, running = list(actors), {}
         reported = 0
         while queue or running:
             while idle and queue:
                 actor, segment = idle.pop(), queue.pop(0)
-                running[actor.render.remote(segment)] = (actor, segment)
+                running[actor.render.remote(job_reference, segment, counter)] = (actor, segment)
             done, _ = ray.wait(list(running), num_returns=1, timeout=REPORT_INTERVAL)
             frames = ray.get(counter.total.remote())
             progress.update(frames - reported)
@@ -214,6 +233,58 @@ class RayRenderer:
         except ray.exceptions.RayActorError as error:
             raise JobError(f"a worker died {RESTARTS + 1} times ({str(error).strip().splitlines()[0]}); "
                            f"see Ray's logs") from None
+
+
+def writer_pid(name: str) -> Optional[int]:
+    """The id of the process writing a chunk's temporary file, from its name (None if it is not one).
+
+    ``.chunk_000003.mkv.<pid>-<random>.partial`` (``media_io.Destination``),
+    ``chunk_000003.json.<pid>.tmp`` (``video_jobs._write_json_atomically``).
+    """
+    if name.endswith(".partial"):
+        field = name[:-len(".partial")].rpartition(".")[2].partition("-")[0]
+    elif name.endswith(".tmp"):
+        field = name[:-len(".tmp")].rpartition(".")[2]
+    else:
+        return None
+    return int(field) if field.isdigit() else None
+
+
+def process_running(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine and has not ended (a zombie has)."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        if os.path.isdir("/proc/self"):
+            return False
+    except (OSError, IndexError):
+        pass
+    try:  # no /proc (macOS)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def wait_for_writers(chunks_folder: str, timeout: float = WRITERS_TIMEOUT) -> None:
+    """Waits (``timeout`` seconds at most) until no process of this machine writes a chunk there.
+
+    After ``ray.shutdown()`` a local instance's workers may still be dying;
+    the work folder removes their temporary files next (they cannot, e.g.
+    after a Ctrl-C that reached them too), which must not race with a write.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pids = {writer_pid(name) for name in os.listdir(chunks_folder)} - {None, os.getpid()}
+        except OSError:
+            return
+        if not any(process_running(pid) for pid in pids):
+            return
+        time.sleep(0.05)
 
 
 def gpus_per_worker(ray, workers: int) -> float:

@@ -293,6 +293,18 @@ class Progress:
         if self.bar is not None:
             self.bar.update(frames)
 
+    def start_clock(self) -> None:
+        """The bar's elapsed time, rate and ETA count from now, the frames done so far (resumed) left out.
+
+        For a renderer that starts up first (Ray workers: seconds to minutes).
+        """
+        if self.bar is None or not hasattr(self.bar, "reset"):
+            return
+        done = self.bar.n
+        self.bar.reset()  # tqdm's clock and smoothed rate start again
+        self.bar.n = self.bar.last_print_n = self.bar.initial = done
+        self.bar.refresh()
+
 
 class InProcessRenderer:
     """``render(pending, on_done, progress)`` for ``run_job``: the model loaded here, segments one by one."""

@@ -218,7 +218,11 @@ class WorkFolder:
 
     def _remove_partial_files(self) -> None:
         """Left by a worker that was killed (its pid is in the name) or an interrupted run."""
-        for name in os.listdir(self.chunks):
+        try:
+            names = os.listdir(self.chunks)
+        except FileNotFoundError:
+            return
+        for name in names:
             if name.startswith(".") or name.endswith(".tmp"):
                 full = os.path.join(self.chunks, name)
                 if os.path.isdir(full):
@@ -246,7 +250,11 @@ class WorkFolder:
         """Releases the folder after a failed or interrupted run; removes it if this run made it and it holds nothing.
 
         Returns what is kept, for the user (None if nothing is).
+        Temporary files are removed first: a writer killed with the run
+        (a Ray worker interrupted with it) cannot remove its own, and with
+        the folder locked no other run writes there.
         """
+        self._remove_partial_files()
         kept = [f"{finished_segments} of {segments} segments"] if finished_segments else []
         if self.has_scan:
             kept.insert(0, "the scan of the source")

@@ -31,11 +31,84 @@ def test_bad_frame_rates_are_refused(text):
         cli.frame_rate(text)
 
 
-def test_thread_default_honours_omp_num_threads_else_the_cores_we_may_use(monkeypatch):
+def proc_stat(*cpus):
+    """/proc/stat's text with one line per CPU: (user, idle) ticks, the other fields given too."""
+    lines = ["cpu  0 0 0 0 0 0 0 0 0 0"]
+    lines += [f"cpu{number} {user} 3 5 {idle} 1 0 2 4 0 0" for number, (user, idle) in enumerate(cpus)]
+    return "\n".join(lines + ["intr 1 2 3", "ctxt 42", "processes 7"]) + "\n"
+
+
+def test_cpu_times_are_read_per_cpu(tmp_path):
+    path = tmp_path / "stat"
+    path.write_text(proc_stat((100, 1000), (200, 50)))
+    # idle + iowait; user + nice + system + idle + iowait + irq + softirq + steal (not guest)
+    assert runtime.cpu_times(str(path)) == {0: (1001, 1115), 1: (51, 265)}
+    assert runtime.cpu_times(str(tmp_path / "missing")) == {}
+
+
+@pytest.mark.parametrize("idle, cores, threads", [
+    (None, 4, 4),              # unknown (no /proc/stat): every core, as before
+    (2.0, 2, 2), (1.6, 2, 2),  # idle cores: every one counts
+    (1.0, 2, 1), (1.3, 2, 1),  # a core held by another program: left to it
+    (0.0, 2, 1), (0.2, 8, 1),  # everything busy: never below 1
+    (7.5, 8, 8), (6.4, 8, 6), (9.0, 8, 8),
+])
+def test_the_thread_default_counts_cores_idle_at_least_half_the_time(idle, cores, threads):
+    assert runtime.threads_for_idle_cores(idle, cores) == threads
+
+
+def test_idle_cores_are_those_this_process_may_use():
+    before = {0: (0, 0), 1: (0, 0), 2: (0, 0), 3: (0, 0)}
+    after = {0: (15, 15), 1: (0, 15), 2: (15, 15), 3: (7, 14)}
+    assert runtime.idle_cores(before, after, [0, 1, 2, 3]) == 2.5
+    assert runtime.idle_cores(before, after, [1, 3]) == 0.5   # the affinity, not the machine
+    assert runtime.idle_cores(before, after, [5]) is None      # a CPU /proc/stat does not list
+    assert runtime.idle_cores(before, before, [0, 1]) is None  # no tick between the samples
+
+
+def fake_proc_stat(monkeypatch, tmp_path, cpus, snapshots):
+    """default_threads() on a machine with these CPUs, reading these /proc/stat texts in turn."""
+    path = tmp_path / "stat"
+    texts = iter(snapshots)
+    path.write_text(next(texts))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(runtime, "PROC_STAT", str(path))
+    monkeypatch.setattr(runtime, "allowed_cpus", lambda: cpus)
+    monkeypatch.setattr(runtime.time, "sleep", lambda seconds: path.write_text(next(texts)))
+
+
+def test_thread_default_honours_omp_num_threads_else_the_idle_cores_we_may_use(monkeypatch, tmp_path, caplog):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert runtime.default_threads() == 3
-    monkeypatch.delenv("OMP_NUM_THREADS")
-    assert runtime.default_threads() == runtime.available_cores() == len(os.sched_getaffinity(0))
+    # 2 cores, both idle over the sample: 2 threads.
+    fake_proc_stat(monkeypatch, tmp_path, [0, 1], [proc_stat((0, 0), (0, 0)), proc_stat((0, 15), (0, 15))])
+    assert runtime.default_threads() == 2
+    # One of them busy with another program (a busy loop: all user time): 1 thread, and the user is told why.
+    fake_proc_stat(monkeypatch, tmp_path, [0, 1], [proc_stat((0, 0), (0, 0)), proc_stat((15, 0), (0, 15))])
+    with caplog.at_level("INFO", logger="film"):
+        assert runtime.default_threads() == 1
+    assert "1 of the 2 cores this process may use is busy" in caplog.text and "--threads" in caplog.text
+    # Four CPUs on the machine, this process may use two of them, which are idle.
+    fake_proc_stat(monkeypatch, tmp_path, [2, 3], [proc_stat((0, 0), (0, 0), (0, 0), (0, 0)),
+                                                   proc_stat((15, 0), (15, 0), (0, 15), (0, 15))])
+    assert runtime.default_threads() == 2
+    # No /proc/stat (macOS): every core this process may use.
+    monkeypatch.setattr(runtime, "PROC_STAT", str(tmp_path / "missing"))
+    assert runtime.default_threads() == 2
+
+
+def test_the_thread_default_is_one_on_one_core_without_watching(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(runtime, "allowed_cpus", lambda: [0])
+    monkeypatch.setattr(runtime.time, "sleep", lambda seconds: pytest.fail("watched one core"))
+    assert runtime.default_threads() == 1
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="Linux's /proc/stat")
+def test_the_thread_default_on_this_machine_is_within_its_cores(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert runtime.available_cores() == len(os.sched_getaffinity(0))
+    assert 1 <= runtime.default_threads() <= runtime.available_cores()
 
 
 def test_a_command_run_in_process_leaves_the_callers_thread_count():

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -134,10 +135,10 @@ def test_segmented_h264_has_the_same_timestamps_and_frames_within_encoder_noise(
 
 # --------------------------------------------------------------------------- resuming
 
-def start_program(*argv):
+def start_program(*argv, **kwargs):
     return subprocess.Popen([sys.executable, str(ROOT / "inference_video.py"), *map(str, argv)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL, env=ONE_THREAD_ENV)
+                            stdin=subprocess.DEVNULL, env=ONE_THREAD_ENV, **kwargs)
 
 
 def finished_segments(workdir):
@@ -220,8 +221,9 @@ def two_worker_run(media, tmp_path_factory):
     """--workers 2 (a local Ray instance) on the 240-frame clip, with one worker killed mid-segment."""
     folder = tmp_path_factory.mktemp("workers")
     save_path, workdir = folder / "frames", folder / "frames.parts"
+    started = time.monotonic()
     process = start_program(media["model"], media["long"], "--save_path", save_path, "--segment_frames", 60,
-                            "--workers", 2)
+                            "--workers", 2, "--threads", 1)
     killed = None
     try:
         deadline = time.monotonic() + 300
@@ -235,22 +237,98 @@ def two_worker_run(media, tmp_path_factory):
                     break
             time.sleep(0.05)
         out, err = process.communicate(timeout=600)
+        seconds = time.monotonic() - started
     finally:
         process.kill()
-    return process.returncode, out, err, killed, save_path
+    return process.returncode, out, err, killed, save_path, seconds
 
 
-def test_two_workers_give_the_frames_of_one(capsys, tmp_path, media, two_worker_run):
-    status, out, err, killed, save_path = two_worker_run
+@pytest.fixture(scope="module")
+def long_one_piece(media, tmp_path_factory):
+    """The 240-frame clip doubled in one segment, in one process with one thread, as PNG frames.
+
+    One thread, as each worker of the worker runs: frames are byte-identical
+    only between runs with as many threads per process (the model's sums
+    depend on it).
+    """
+    save_path = tmp_path_factory.mktemp("long_one_piece") / "frames"
+    status = inference_video.main([media["model"], media["long"], "--save_path", str(save_path),
+                                   "--segment_frames", "1000", "--threads", "1"])
+    assert status == 0
+    return save_path
+
+
+def ray_error_lines(stderr):
+    """Ray's own error-level log lines ("[time E pid tid] file.cc:line: ...")."""
+    return [line for line in stderr.replace("\r", "\n").splitlines() if re.search(r"\[[^]]* E \d+ \d+\]", line)]
+
+
+def test_two_workers_give_the_frames_of_one(media, two_worker_run, long_one_piece):
+    """--workers 2 with one thread each: byte for byte the frames of one process with --threads 1."""
+    status, out, err, killed, save_path, _ = two_worker_run
     assert status == 0, err
     assert killed is not None, "no worker was seen writing"
     assert "2 Ray workers" in out
-    status, _, err = run_cli(capsys, media["model"], media["long"], "--save_path", tmp_path / "one",
-                             "--segment_frames", 1000)
-    assert status == 0, err
     # The killed worker's segment was rendered again (Ray restarted it); no
     # half-written chunk was used.
-    assert digests(save_path) == digests(tmp_path / "one")
+    assert digests(save_path) == digests(long_one_piece)
+
+
+def test_a_worker_run_prints_no_error_from_ray(two_worker_run):
+    """Ray logs an error when an actor that may be restarted has constructor arguments it could lose."""
+    status, _, err, _, _, _ = two_worker_run
+    assert status == 0, err
+    assert "constructor arguments in the object store" not in err
+    assert ray_error_lines(err) == []
+
+
+def bar_seconds(stderr):
+    """The elapsed time shown by each drawing of the Interpolating bar, in seconds."""
+    seconds = []
+    for drawing in re.split(r"[\r\n]", stderr):
+        match = re.search(r"Interpolating:.*\[(?:(\d+):)?(\d+):(\d+)<", drawing)
+        if match:
+            hours, minutes, secs = (int(group or 0) for group in match.groups())
+            seconds.append(3600 * hours + 60 * minutes + secs)
+    return seconds
+
+
+def test_the_progress_bar_starts_when_the_workers_are_ready(two_worker_run):
+    """Its rate and ETA leave out Ray's start-up: the bar's clock starts when the workers are ready."""
+    status, _, err, _, _, seconds = two_worker_run
+    assert status == 0, err
+    start_up = float(re.search(r"Ray workers ready: .* in ([\d.]+) s", err).group(1))
+    shown = bar_seconds(err)
+    assert shown and start_up > 2  # (a start-up this short would not show)
+    # The bar is drawn after the source's scan and the model's check, and the
+    # workers start after that: the whole run took longer than the start-up and
+    # what the bar shows together (tqdm shows whole seconds).
+    assert shown[-1] + start_up <= seconds + 1, (shown[-1], start_up, seconds)
+
+
+def test_ctrl_c_on_two_workers_leaves_no_partial_file_and_resumes(capsys, tmp_path, media, long_one_piece):
+    """Ctrl-C reaches the workers too (one process group): the driver removes what they leave."""
+    save_path, workdir = tmp_path / "frames", tmp_path / "frames.parts"
+    argv = [media["model"], media["long"], "--save_path", save_path, "--segment_frames", 30]  # 8 segments
+    process = start_program(*argv, "--workers", 2, "--threads", 1, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (finished_segments(workdir) and list(workdir.rglob(".chunk_*.partial"))):
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+            time.sleep(0.02)
+        os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert "kept in" in error_lines(err)[-1]
+    done_before = finished_segments(workdir)
+    assert 0 < len(done_before) < 8
+    assert [path.name for path in workdir.rglob("*") if ".partial" in path.name or path.name.endswith(".tmp")] == []
+    status, out, err = run_cli(capsys, *argv, "--threads", 1)  # one process, one thread: the workers' frames
+    assert status == 0, err
+    assert f"resumed: {len(done_before)} of 8 segments were done" in out
+    assert digests(save_path) == digests(long_one_piece)
 
 
 def test_an_unreachable_cluster_fails_in_seconds(capsys, tmp_path, media):
