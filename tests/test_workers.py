@@ -11,14 +11,15 @@ from fractions import Fraction
 
 from tqdm import tqdm
 
-import media_io
+import media.destination
 import ray_workers
 import video_jobs
+import work_folder
 
 
 def test_the_writer_of_a_temporary_file_is_read_from_its_name(tmp_path):
-    destination = media_io.Destination(str(tmp_path / "chunk_000003.mkv"), is_folder=False)
-    folder = media_io.Destination(str(tmp_path / "chunk_000004"), is_folder=True)
+    destination = media.destination.Destination(str(tmp_path / "chunk_000003.mkv"), is_folder=False)
+    folder = media.destination.Destination(str(tmp_path / "chunk_000004"), is_folder=True)
     try:
         assert ray_workers.writer_pid(os.path.basename(destination.temporary)) == os.getpid()
         assert ray_workers.writer_pid(os.path.basename(folder.temporary)) == os.getpid()
@@ -74,11 +75,11 @@ def test_the_driver_waits_for_dying_writers_but_not_forever(tmp_path):
 
 def test_an_interrupted_run_leaves_no_temporary_file_in_the_work_folder(tmp_path):
     """A killed worker's files (its pid in their names) go when the driver gives up the folder."""
-    folder = video_jobs.WorkFolder(str(tmp_path / "job.parts"))
+    folder = work_folder.WorkFolder(str(tmp_path / "job.parts"))
     folder.open({"job": 1})
     job = video_jobs.JobSpec(input_path="in.mp4", folder_fps=Fraction(24), model_path="m.pt", mode="direct",
-                             rate=Fraction(48), lattice=2, scene_threshold=1, start=Fraction(0),
-                             tick=Fraction(1, 1000), width=64, height=64, total_frames=10,
+                             rate=Fraction(48), multiplier=2, scene_threshold=1, start=Fraction(0),
+                             timestamp_step=Fraction(1, 1000), width=64, height=64, total_frames=10,
                              workdir=folder.path, chunk_extension=".mkv")
     chunks = tmp_path / "job.parts" / "chunks"
     finished = chunks / "chunk_000000.mkv"
