@@ -178,8 +178,8 @@ def child_a_torch(args) -> Dict:
 
 
 def child_a_torch_kept_memory(args) -> Dict:
-    import runtime
-    if not runtime.keep_freed_memory():
+    import cpu_threads
+    if not cpu_threads.keep_freed_memory():
         raise RuntimeError('mallopt is not available here (not glibc)')
     return child_a_torch(args)
 

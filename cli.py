@@ -34,6 +34,7 @@ from tqdm import tqdm  # noqa: E402
 
 import media.encoding  # noqa: E402
 import media.errors  # noqa: E402
+import cpu_threads  # noqa: E402
 import runtime  # noqa: E402
 import video_pipeline  # noqa: E402
 from media.destination import same_file  # noqa: E402,F401 (for the CLIs)
@@ -186,7 +187,7 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=whole_number(1), default=None, metavar="N",
                         help="CPU threads for the model (default: $OMP_NUM_THREADS if set, else the cores "
                              "that are idle when the run starts, of the "
-                             f"{runtime.available_cores()} this process may use here). Give fewer when other "
+                             f"{cpu_threads.available_cores()} this process may use here). Give fewer when other "
                              "jobs will share the CPU: threads that wait for a busy core slow every step down "
                              "(see docs/performance.md)")
 

@@ -35,6 +35,7 @@ import media.destination
 import media.encoding
 import media.errors
 import media.sources
+import cpu_threads
 import runtime
 import video_jobs
 import work_folder
@@ -175,7 +176,7 @@ def make_renderer(options: VideoOptions, job: JobSpec, local_model: Optional[run
         return video_jobs.InProcessRenderer(job, local_model), local_model.device.type
     import ray_workers
     workers = worker_count(options)
-    threads = options.runtime.threads or max(1, runtime.default_threads() // workers)
+    threads = options.runtime.threads or max(1, cpu_threads.default_threads() // workers)
     renderer = ray_workers.RayRenderer(job, workers, address=options.ray_address, threads_per_worker=threads,
                                        gpu=options.runtime.gpu)
     return renderer, ("cuda" if options.runtime.gpu else "cpu") + f", {workers} Ray workers"

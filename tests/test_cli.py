@@ -9,6 +9,7 @@ import torch
 
 import cli
 import media.writers
+import cpu_threads
 import runtime
 
 
@@ -42,8 +43,8 @@ def test_cpu_times_are_read_per_cpu(tmp_path):
     path = tmp_path / "stat"
     path.write_text(proc_stat((100, 1000), (200, 50)))
     # idle + iowait; user + nice + system + idle + iowait + irq + softirq + steal (not guest)
-    assert runtime.cpu_times(str(path)) == {0: (1001, 1115), 1: (51, 265)}
-    assert runtime.cpu_times(str(tmp_path / "missing")) == {}
+    assert cpu_threads.cpu_times(str(path)) == {0: (1001, 1115), 1: (51, 265)}
+    assert cpu_threads.cpu_times(str(tmp_path / "missing")) == {}
 
 
 @pytest.mark.parametrize("idle, cores, threads", [
@@ -54,16 +55,16 @@ def test_cpu_times_are_read_per_cpu(tmp_path):
     (7.5, 8, 8), (6.4, 8, 6), (9.0, 8, 8),
 ])
 def test_the_thread_default_counts_cores_idle_at_least_half_the_time(idle, cores, threads):
-    assert runtime.threads_for_idle_cores(idle, cores) == threads
+    assert cpu_threads.threads_for_idle_cores(idle, cores) == threads
 
 
 def test_idle_cores_are_those_this_process_may_use():
     before = {0: (0, 0), 1: (0, 0), 2: (0, 0), 3: (0, 0)}
     after = {0: (15, 15), 1: (0, 15), 2: (15, 15), 3: (7, 14)}
-    assert runtime.idle_cores(before, after, [0, 1, 2, 3]) == 2.5
-    assert runtime.idle_cores(before, after, [1, 3]) == 0.5   # the affinity, not the machine
-    assert runtime.idle_cores(before, after, [5]) is None      # a CPU /proc/stat does not list
-    assert runtime.idle_cores(before, before, [0, 1]) is None  # no tick between the samples
+    assert cpu_threads.idle_cores(before, after, [0, 1, 2, 3]) == 2.5
+    assert cpu_threads.idle_cores(before, after, [1, 3]) == 0.5   # the affinity, not the machine
+    assert cpu_threads.idle_cores(before, after, [5]) is None      # a CPU /proc/stat does not list
+    assert cpu_threads.idle_cores(before, before, [0, 1]) is None  # no tick between the samples
 
 
 def fake_proc_stat(monkeypatch, tmp_path, cpus, snapshots):
@@ -72,50 +73,50 @@ def fake_proc_stat(monkeypatch, tmp_path, cpus, snapshots):
     texts = iter(snapshots)
     path.write_text(next(texts))
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(runtime, "PROC_STAT", str(path))
-    monkeypatch.setattr(runtime, "allowed_cpus", lambda: cpus)
-    monkeypatch.setattr(runtime.time, "sleep", lambda seconds: path.write_text(next(texts)))
+    monkeypatch.setattr(cpu_threads, "PROC_STAT", str(path))
+    monkeypatch.setattr(cpu_threads, "allowed_cpus", lambda: cpus)
+    monkeypatch.setattr(cpu_threads.time, "sleep", lambda seconds: path.write_text(next(texts)))
 
 
 def test_thread_default_honours_omp_num_threads_else_the_idle_cores_we_may_use(monkeypatch, tmp_path, caplog):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert runtime.default_threads() == 3
+    assert cpu_threads.default_threads() == 3
     # 2 cores, both idle over the sample: 2 threads.
     fake_proc_stat(monkeypatch, tmp_path, [0, 1], [proc_stat((0, 0), (0, 0)), proc_stat((0, 15), (0, 15))])
-    assert runtime.default_threads() == 2
+    assert cpu_threads.default_threads() == 2
     # One of them busy with another program (a busy loop: all user time): 1 thread, and the user is told why.
     fake_proc_stat(monkeypatch, tmp_path, [0, 1], [proc_stat((0, 0), (0, 0)), proc_stat((15, 0), (0, 15))])
     with caplog.at_level("INFO", logger="film"):
-        assert runtime.default_threads() == 1
+        assert cpu_threads.default_threads() == 1
     assert "1 of the 2 cores this process may use is busy" in caplog.text and "--threads" in caplog.text
     # Four CPUs on the machine, this process may use two of them, which are idle.
     fake_proc_stat(monkeypatch, tmp_path, [2, 3], [proc_stat((0, 0), (0, 0), (0, 0), (0, 0)),
                                                    proc_stat((15, 0), (15, 0), (0, 15), (0, 15))])
-    assert runtime.default_threads() == 2
+    assert cpu_threads.default_threads() == 2
     # No /proc/stat (macOS): every core this process may use.
-    monkeypatch.setattr(runtime, "PROC_STAT", str(tmp_path / "missing"))
-    assert runtime.default_threads() == 2
+    monkeypatch.setattr(cpu_threads, "PROC_STAT", str(tmp_path / "missing"))
+    assert cpu_threads.default_threads() == 2
 
 
 def test_the_thread_default_is_one_on_one_core_without_watching(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(runtime, "allowed_cpus", lambda: [0])
-    monkeypatch.setattr(runtime.time, "sleep", lambda seconds: pytest.fail("watched one core"))
-    assert runtime.default_threads() == 1
+    monkeypatch.setattr(cpu_threads, "allowed_cpus", lambda: [0])
+    monkeypatch.setattr(cpu_threads.time, "sleep", lambda seconds: pytest.fail("watched one core"))
+    assert cpu_threads.default_threads() == 1
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="Linux's /proc/stat")
 def test_the_thread_default_on_this_machine_is_within_its_cores(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    assert runtime.available_cores() == len(os.sched_getaffinity(0))
-    assert 1 <= runtime.default_threads() <= runtime.available_cores()
+    assert cpu_threads.available_cores() == len(os.sched_getaffinity(0))
+    assert 1 <= cpu_threads.default_threads() <= cpu_threads.available_cores()
 
 
 def test_a_command_run_in_process_leaves_the_callers_thread_count():
     before = torch.get_num_threads()
 
     def command(args):
-        assert runtime.set_threads(args.threads) == 2 == torch.get_num_threads()
+        assert cpu_threads.set_threads(args.threads) == 2 == torch.get_num_threads()
         return 0
 
     assert cli.run_reporting_errors(command, argparse.Namespace(threads=2)) == 0

@@ -68,6 +68,7 @@ def test_bf16_is_native_on_x86_only_with_avx512_bf16_or_amx(monkeypatch, avx512_
 
 def test_kept_memory_is_counted_in_the_tile_choice(monkeypatch):
     """With freed memory kept (the CLIs' default on glibc), peaks are ~1.3x higher: tiles get smaller."""
+    import cpu_threads
     import runtime
     import tiling
     from conftest import random_interpolator
@@ -75,8 +76,8 @@ def test_kept_memory_is_counted_in_the_tile_choice(monkeypatch):
     needed = (tiling.ESTIMATE_HEADROOM * tiling.estimate_peak_memory(2048, 2048, filters=4)
               + tiling.FRAME_BUFFER_VALUES_PER_PIXEL * 4 * 2048 * 2048)
     budget = 1.05 * needed / 2 ** 30  # fits with the default allocator, not with 1.3x
-    monkeypatch.setattr(runtime, '_memory_kept', False)
+    monkeypatch.setattr(cpu_threads, '_memory_kept', False)
     default = runtime.apply_tiling(model, 2048, 2048, None, budget, torch.float32)
-    monkeypatch.setattr(runtime, '_memory_kept', True)
+    monkeypatch.setattr(cpu_threads, '_memory_kept', True)
     kept = runtime.apply_tiling(model, 2048, 2048, None, budget, torch.float32)
     assert default is model and isinstance(kept, tiling.TiledInterpolator)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import inference
+import cpu_threads
 import runtime
 import tiling
 from conftest import random_interpolator
@@ -22,7 +23,7 @@ def read_pngs(folder):
 
 def test_apply_tiling_only_when_asked_or_needed(monkeypatch):
     # The estimate as calibrated (the default allocator; see test_precision for kept memory).
-    monkeypatch.setattr(runtime, '_memory_kept', False)
+    monkeypatch.setattr(cpu_threads, '_memory_kept', False)
     model = random_interpolator(**TINY)
     assert runtime.apply_tiling(model, 128, 192, None, 100.0, torch.float32) is model
     assert runtime.apply_tiling(model, 128, 192, 256, 100.0, torch.float32) is model  # one tile holds it
