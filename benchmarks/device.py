@@ -35,10 +35,8 @@ import torch
 
 import runtime
 import video_pipeline
-from interpolator import Interpolator
+from benchmarks.common import QUICK, STYLE, random_network
 
-STYLE = dict(filters=64, flow_filters=(32, 64, 128, 256))
-QUICK = dict(filters=4, flow_filters=(4, 4, 8, 8))
 SIZES = ((720, 1280), (1080, 1920), (2160, 3840))
 QUICK_SIZES = ((128, 192),)
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -47,17 +45,6 @@ PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat
 ERROR_BOUNDS = {"fp32": 2e-5, "fp16": 5e-3, "bf16": 4e-2}
 # torch.compile takes minutes per shape and precision: it is tried at one size.
 COMPILE_SIZE = (1080, 1920)
-
-
-def random_network(config: Dict, seed: int = 0) -> Interpolator:
-    """A network with PyTorch's default initialisation and small random biases (no path is zero)."""
-    torch.manual_seed(seed)
-    model = Interpolator(**config).eval()
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if name.endswith("bias"):
-                parameter.normal_(std=0.05)
-    return model
 
 
 def synchronize(device: torch.device) -> None:

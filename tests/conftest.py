@@ -146,20 +146,9 @@ def assert_refused_cleanly(main, capsys, folder, argv, words):
 
 
 def random_interpolator(seed=0, **config):
-    """A network with PyTorch's default initialisation and non-zero biases.
-
-    Gives outputs of order 0.1-1 and flows of several pixels on random frames,
-    so warps, flows and fusion all matter (no path is silently zero).
-    """
-    import torch
-    from interpolator import Interpolator
-    torch.manual_seed(seed)
-    model = Interpolator(**config).eval()
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if name.endswith('bias'):
-                parameter.normal_(std=0.05)
-    return model
+    """``benchmarks.common.random_network``: default initialisation, non-zero biases (no path silently zero)."""
+    from benchmarks.common import random_network
+    return random_network(config, seed)
 
 
 # Stand-ins used by the inference tests: a file with forward() only, and call counters.

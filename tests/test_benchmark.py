@@ -2,6 +2,7 @@
 import pytest
 
 import benchmark
+from benchmarks import common, forward
 
 
 def test_quick_benchmark_prints_every_row(capsys):
@@ -9,7 +10,8 @@ def test_quick_benchmark_prints_every_row(capsys):
     output = capsys.readouterr().out
     table = [line for line in output.splitlines() if line.startswith('| ') and 'workload' not in line]
     variants = [line.split('|')[2].strip() for line in table]
-    assert variants == ['torch', 'torch-kept-memory', 'tensorflow', 'limit', 'forward-per-frame', 'balanced',
+    assert variants == ['torch', 'torch-kept-memory', 'jit-load', 'jit-frozen', 'tensorflow', 'limit',
+                        'forward-per-frame', 'balanced',
                         'recursive', 'direct', 'forward-per-pair', 'reuse', 'tiled', 'one-segment', 'one-process',
                         'ray-2-workers', 'resume']
     for line in table:
@@ -21,15 +23,23 @@ def test_quick_benchmark_prints_every_row(capsys):
     # The CPU and its vector ISA head the output: figures depend on them.
     cpu_line = next(line for line in output.splitlines() if line.startswith('# CPU: '))
     assert 'ISA: ' in cpu_line
-    # Both workload A rows say how far they are from the limit row.
+    # Every workload A row says how far it is from the limit row.
     notes = {line.split('|')[2].strip(): line.split('|')[6] for line in table}
-    for variant in ('torch', 'torch-kept-memory', 'tensorflow'):
+    for variant in ('torch', 'torch-kept-memory', 'jit-load', 'jit-frozen', 'tensorflow'):
         assert '% of the limit' in notes[variant], variant
     assert 'each timed alone' in notes['limit']
+    assert 'runtime.load_model' in notes['torch']
+    # The TorchScript rows compute what the CLIs' row computes.
+    for variant in ('jit-load', 'jit-frozen'):
+        difference = float(notes[variant].split('max abs difference from the torch row ')[1].split()[0])
+        assert difference < 1e-4, variant
+    # The resumed job found a segment done (it was killed after its first one).
+    found = notes['resume'].split('the rerun found ')[1].split()
+    assert int(found[0]) >= 1 and int(found[2]) > 1, notes['resume']
 
 
 def test_cpu_description_names_the_vector_isa():
-    description = benchmark.cpu_description()
+    description = common.cpu_description()
     assert description.startswith('CPU: ') and 'ISA: ' in description
     with open('/proc/cpuinfo') as info:
         flags = next(line for line in info if line.startswith('flags')).split()
@@ -44,23 +54,23 @@ def test_limit_counts_every_convolution_of_the_forward():
     calls: the calls must be all of the forward's convolutions (its counted
     FLOPs), each on its whole concatenated input."""
     import torch
-    model = benchmark.build_model(benchmark.QUICK)
-    x0, x1 = benchmark.frames_of_size(64, 96)
-    run = lambda m, d: m(x0.to(d), x1.to(d), benchmark.torch_full(d))  # noqa: E731
-    calls = benchmark.convolution_calls(model, run)
-    flop = sum(2 * count * torch.Size(benchmark.conv_output_shape(inputs, weight, padding)).numel() * torch.Size(weight[1:]).numel()
+    model = common.random_network(common.QUICK)
+    x0, x1 = common.frames_of_size(64, 96)
+    run = lambda m, d: m(x0.to(d), x1.to(d), common.mid_time(d))  # noqa: E731
+    calls = forward.convolution_calls(model, run)
+    flop = sum(2 * count * torch.Size(forward.conv_output_shape(inputs, weight, padding)).numel() * torch.Size(weight[1:]).numel()
                for (inputs, weight, padding), count in calls.items())
-    assert flop / 1e9 == pytest.approx(benchmark.counted_gflop(model, run), rel=1e-9)
+    assert flop / 1e9 == pytest.approx(common.counted_gflop(model, run), rel=1e-9)
     # The finest flow predictor's first conv sees both feature maps at once.
     first_flow_conv = model.flow_estimator.predictors[0].convs[0].weight.shape
     assert any(weight == first_flow_conv and inputs[1] == first_flow_conv[1] for inputs, weight, _ in calls)
-    assert benchmark.convolution_limit(calls, 1) > 0
+    assert forward.convolution_seconds(calls, 1) > 0
 
 
 def test_sequence_frames_all_have_the_full_size():
     """The moving pattern once ran out of texture after 11 frames, pairing
     frames of two sizes in workload C."""
-    frames = benchmark.frames_of_size(72, 128, count=30)
+    frames = common.frames_of_size(72, 128, count=30)
     assert {tuple(frame.shape) for frame in frames} == {(1, 3, 72, 128)}
 
 
