@@ -6,7 +6,7 @@ Rows (each a function of ``args``, run in a child process of its own):
   file loaded with ``runtime.load_model``, which rebuilds our files as the
   eager network; that takes oneDNN's fused CPU kernels
   (``util.fused_cpu_kernels``). ``torch-kept-memory``: the same with glibc's
-  malloc keeping freed memory (``runtime.keep_freed_memory``, which
+  malloc keeping freed memory (``cpu_threads.keep_freed_memory``, which
   ``runtime.open_model`` sets for the CLIs).
 - ``jit-load`` (``one_frame_jit_load``): a user's plain ``torch.jit.load`` of
   the same file. The file is portable (it names no oneDNN op), so this is
@@ -74,8 +74,8 @@ def one_frame_torch(args) -> Dict:
 
 
 def one_frame_torch_kept_memory(args) -> Dict:
-    import runtime
-    if not runtime.keep_freed_memory():
+    import cpu_threads
+    if not cpu_threads.keep_freed_memory():
         raise RuntimeError("mallopt is not available here (not glibc)")
     return one_frame_torch(args)
 
