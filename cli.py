@@ -81,7 +81,8 @@ def whole_number(minimum: int, meaning: str = "", multiple_of: int = 1):
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
         if value < minimum or value % multiple_of:
-            condition = f"at least {minimum}" if multiple_of == 1 else f"a multiple of {multiple_of} of at least {minimum}"
+            condition = f"at least {minimum}" if multiple_of == 1 else \
+                f"a multiple of {multiple_of} of at least {minimum}"
             raise argparse.ArgumentTypeError(f"must be {condition}{meaning}, got {value}")
         return value
     return parse
@@ -270,7 +271,7 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def fraction_of_full_scale(upper: float, upper_included: bool, meaning: str = ""):
-    """An argparse type for a frame difference in [0, ``upper``] (or [0, ``upper``)), e.g. a scene or dedup threshold."""
+    """An argparse type for a frame difference in [0, ``upper``] (or [0, ``upper``)): scene, dedup thresholds."""
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -383,7 +384,8 @@ def run_reporting_errors(run_command, args: argparse.Namespace) -> int:
     try:
         return run_command(args)
     except USER_ERRORS as error:
-        if os.environ.get("FILM_DEBUG") and not isinstance(error, (UserError, media.errors.MediaError, runtime.SetupError)):
+        ours = (UserError, media.errors.MediaError, runtime.SetupError)
+        if os.environ.get("FILM_DEBUG") and not isinstance(error, ours):
             raise
         print(f"error: {_one_line(error)}", file=sys.stderr)
         _print_note(error)

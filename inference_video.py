@@ -54,7 +54,7 @@ frame making (--mode):
              4, 8, ...
 
 scene cuts: two source frames that differ by more than --scene_threshold
-  ({SCENE_THUMBNAIL_WIDTH} px gray thumbnails, best shift of up to {SCENE_MAX_SHIFT} px; default {DEFAULT_SCENE_THRESHOLD})
+  ({WIDTH} px gray thumbnails, best shift of up to {SHIFT} px; default {THRESHOLD})
   are not morphed: the in-between frames repeat the nearer one.
 
 held frames (--dedup, for animation on twos or threes): a source frame that
@@ -90,8 +90,8 @@ exit status: 0 on success, 1 on a problem with the files or the run, 2 on
 bad arguments, 130 when interrupted (143 on SIGTERM, 129 on SIGHUP);
 finished segments are kept then, and the message says where.
 Full manual: docs/video.md.""".format(
-    SCENE_THUMBNAIL_WIDTH=SCENE_THUMBNAIL_WIDTH, SCENE_MAX_SHIFT=SCENE_MAX_SHIFT,
-    DEFAULT_SCENE_THRESHOLD=DEFAULT_SCENE_THRESHOLD, DEDUP_BLOCK=video_pipeline.DEDUP_BLOCK,
+    WIDTH=SCENE_THUMBNAIL_WIDTH, SHIFT=SCENE_MAX_SHIFT, THRESHOLD=DEFAULT_SCENE_THRESHOLD,
+    DEDUP_BLOCK=video_pipeline.DEDUP_BLOCK,
     DEFAULT_DEDUP_THRESHOLD=video_pipeline.DEFAULT_DEDUP_THRESHOLD, ENCODING_EPILOG=cli.ENCODING_EPILOG)
 
 
@@ -103,8 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output file or folder; the extension picks the format (see below). "
                              "Default: <input name>_<rate>fps.mp4 beside the input")
     rate = parser.add_mutually_exclusive_group()
-    rate.add_argument("--multiplier", type=cli.whole_number(2, " (K - 1 new frames between each pair)"), default=None, metavar="K",
-                      help=f"K - 1 new frames between each pair, K >= 2 (default: {video_interpolation.DEFAULT_MULTIPLIER})")
+    rate.add_argument("--multiplier", type=cli.whole_number(2, " (K - 1 new frames between each pair)"), default=None,
+                      metavar="K", help=f"K - 1 new frames between each pair, K >= 2 "
+                                        f"(default: {video_interpolation.DEFAULT_MULTIPLIER})")
     rate.add_argument("--fps", type=cli.frame_rate, default=None, metavar="F",
                       help=f"exact output frame rate instead, at least the source's: {cli.FRAME_RATE_FORMS}")
     parser.add_argument("--mode", choices=VIDEO_MODES, default="direct",

@@ -178,7 +178,8 @@ def measure(device: torch.device, *, quick: bool, repeats: int, sequence_frames:
                     else:
                         row["kept"] = seconds < plain_seconds and row["error"] <= ERROR_BOUNDS[name]
                 except Exception as error:  # a variant this device or build cannot run: said in its row
-                    row["failed"] = str(error).strip().splitlines()[0][:80] if str(error).strip() else type(error).__name__
+                    text = str(error).strip()
+                    row["failed"] = text.splitlines()[0][:80] if text else type(error).__name__
                 finally:
                     model = model.to(memory_format=torch.contiguous_format)
                 rows.append(row)

@@ -384,7 +384,8 @@ class VideoSource(FrameSource):
             where = ""
             if self.damaged_times:
                 first, last = min(self.damaged_times), max(self.damaged_times)
-                where = f" at {float(first):.2f} s" if first == last else f" between {float(first):.2f} and {float(last):.2f} s"
+                where = f" at {float(first):.2f} s" if first == last else \
+                    f" between {float(first):.2f} and {float(last):.2f} s"
             parts.append(f"{self.damaged_packets} damaged frame{'s' if self.damaged_packets != 1 else ''}{where} "
                          f"could not be decoded and {'were' if self.damaged_packets != 1 else 'was'} left out")
         missing = self._missing_at_end()

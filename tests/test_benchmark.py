@@ -58,7 +58,8 @@ def test_limit_counts_every_convolution_of_the_forward():
     x0, x1 = common.frames_of_size(64, 96)
     run = lambda m, d: m(x0.to(d), x1.to(d), common.mid_time(d))  # noqa: E731
     calls = forward.convolution_calls(model, run)
-    flop = sum(2 * count * torch.Size(forward.conv_output_shape(inputs, weight, padding)).numel() * torch.Size(weight[1:]).numel()
+    flop = sum(2 * count * torch.Size(forward.conv_output_shape(inputs, weight, padding)).numel()
+               * torch.Size(weight[1:]).numel()
                for (inputs, weight, padding), count in calls.items())
     assert flop / 1e9 == pytest.approx(common.counted_gflop(model, run), rel=1e-9)
     # The finest flow predictor's first conv sees both feature maps at once.

@@ -10,7 +10,6 @@ import torch
 import cli
 import media.writers
 import cpu_threads
-import runtime
 
 
 @pytest.mark.parametrize("text, rate", [

@@ -32,7 +32,8 @@ from test_inference_video import (assert_blends, decode_video, expected_placemen
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
-CODEC_CONTAINERS = [(codec, extension) for codec, spec in media.encoding.CODECS.items() for extension in spec.extensions]
+CODEC_CONTAINERS = [(codec, extension) for codec, spec in media.encoding.CODECS.items()
+                    for extension in spec.extensions]
 # Full-range HDR10-style tags: BT.2020 primaries, PQ transfer, BT.2020 NCL matrix.
 HDR_FULL = ColourTags(primaries=9, transfer=16, matrix=9, full_range=True)
 
@@ -97,12 +98,14 @@ def make_clip(path, frames, rate=Fraction(24), encoder="libx265", pix_fmt="yuv42
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         context = stream.codec_context
         if colour is not None:
-            context.color_primaries, context.color_trc, context.colorspace = colour.primaries, colour.transfer, colour.matrix
+            context.color_primaries, context.color_trc = colour.primaries, colour.transfer
+            context.colorspace = colour.matrix
             context.color_range = 2 if colour.full_range else 1
         for index, pixels in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(pixels, format=frame_format)
             if colour is not None:
-                frame.color_primaries, frame.color_trc, frame.colorspace = colour.primaries, colour.transfer, colour.matrix
+                frame.color_primaries, frame.color_trc = colour.primaries, colour.transfer
+                frame.colorspace = colour.matrix
                 frame.color_range = 2 if colour.full_range else 1
             frame.pts = index
             for packet in stream.encode(frame):
@@ -218,7 +221,8 @@ def test_each_codec_in_each_container(tmp_path, codec, extension):
     ("ffv1", ".mp4"), ("ffv1", ".mov"), ("prores", ".mp4"), ("av1", ".mov")])
 def test_a_container_that_does_not_take_the_codec_is_refused(tmp_path, codec, extension):
     with pytest.raises(media.errors.OutputError) as caught:
-        media.writers.open_writer(str(tmp_path / f"out{extension}"), Fraction(24), 64, 48, encoding=VideoEncoding(codec))
+        media.writers.open_writer(str(tmp_path / f"out{extension}"), Fraction(24), 64, 48,
+                                  encoding=VideoEncoding(codec))
     message = str(caught.value)
     assert f"cannot be written to a {extension} file" in message
     assert all(working in message for working in media.encoding.CODECS[codec].extensions)
@@ -244,7 +248,8 @@ def test_chunks_start_with_a_keyframe_and_share_codec_parameters(tmp_path, codec
 def test_ffv1_decodes_to_exactly_the_frames_written(tmp_path, depth):
     rng = np.random.default_rng(depth)
     dtype = np.uint8 if depth == 8 else np.uint16
-    frames = [rng.integers(0, np.iinfo(dtype).max + 1, (47, 63, 3), dtype=dtype) for _ in range(4)]  # odd: RGB needs no padding
+    # An odd size: RGB needs no padding.
+    frames = [rng.integers(0, np.iinfo(dtype).max + 1, (47, 63, 3), dtype=dtype) for _ in range(4)]
     path = write_frames(tmp_path / "archive.mkv", frames, VideoEncoding("ffv1", bit_depth=depth))
     if depth == 8:
         back, expected = decoded(path, "rgb24"), frames
@@ -260,15 +265,16 @@ def test_ffv1_decodes_to_exactly_the_frames_written(tmp_path, depth):
 def test_16_bit_png_frames(tmp_path):
     frames = [smooth_rgb(20, 30, seed=i, dtype=np.uint16) for i in range(2)]
     folder = tmp_path / "frames"
-    with media.writers.open_writer(str(folder) + "/", Fraction(10), 30, 20, encoding=VideoEncoding(bit_depth=16)) as writer:
+    with media.writers.open_writer(str(folder) + "/", Fraction(10), 30, 20,
+                                   encoding=VideoEncoding(bit_depth=16)) as writer:
         assert writer.sample_dtype == np.uint16
         for frame in frames:
             writer.write(frame)
         with pytest.raises(ValueError, match="uint16 frame"):
             writer.write(frames[0].astype(np.uint8))
     for index, frame in enumerate(frames):
-        np.testing.assert_array_equal(cv2.imread(str(folder / f"frame_{index:05d}.png"), cv2.IMREAD_UNCHANGED)[:, :, ::-1],
-                                      frame)
+        written = cv2.imread(str(folder / f"frame_{index:05d}.png"), cv2.IMREAD_UNCHANGED)[:, :, ::-1]
+        np.testing.assert_array_equal(written, frame)
 
 
 # --------------------------------------------------------------------------- depth end to end

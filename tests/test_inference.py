@@ -29,7 +29,8 @@ import inference  # noqa: E402
 import media.samples  # noqa: E402
 import media.writers  # noqa: E402
 import runtime  # noqa: E402
-from conftest import ForwardOnly, Recorder, StageRecorder, error_lines, random_interpolator, run_main, tree, assert_refused_cleanly  # noqa: E402,F401
+from conftest import (ForwardOnly, Recorder, StageRecorder, assert_refused_cleanly, error_lines,  # noqa: E402,F401
+                      random_interpolator, run_main, tree)
 from frame_schedule import Step  # noqa: E402
 
 TINY = dict(filters=4, flow_filters=(4, 4, 8, 8))
@@ -539,7 +540,8 @@ BAD_FILE_CASES = {
 @pytest.mark.parametrize("case", BAD_FILE_CASES)
 def test_bad_files_give_one_line_and_leave_nothing(capsys, tmp_path, bad_inputs, case):
     argv, words = BAD_FILE_CASES[case]
-    assert_refused_cleanly(inference.main, capsys, tmp_path, [a.format(tmp=tmp_path, **bad_inputs) for a in argv], words)
+    assert_refused_cleanly(inference.main, capsys, tmp_path,
+                           [a.format(tmp=tmp_path, **bad_inputs) for a in argv], words)
 
 
 @pytest.mark.parametrize("argv, words", [
