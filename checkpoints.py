@@ -51,7 +51,26 @@ DEFAULT_PYRAMID_LEVELS = 7
 
 
 class CheckpointError(ValueError):
-    """The file is not FILM weights in a layout this port reads; the message is one line."""
+    """The file is not FILM weights in a layout this port reads; the message is one line.
+
+    ``detail`` is the message without the file's path.
+    """
+
+    def __init__(self, detail: str, path: Optional[str] = None):
+        self.detail = detail
+        self.path = path
+        super().__init__(f'{path}: {detail}' if path else detail)
+
+
+class UnreadableWeights(CheckpointError):
+    """The file holds no state dict that can be read (not a weight file, truncated, corrupt)."""
+
+
+def message(path: str, error: CheckpointError) -> str:
+    """The one line for the user about ``path``."""
+    if isinstance(error, UnreadableWeights):
+        return f'{path} is neither a TorchScript model nor a state dict ({error.detail})'
+    return f'{path} holds tensors that do not fit a FILM interpolator ({error.detail})'
 
 
 # --------------------------------------------------------------------------- the name table
@@ -227,8 +246,8 @@ def our_state_dict(tensors: Mapping[str, torch.Tensor],
     if not_float:
         problems.append(f'{len(not_float)} not floating point ({_some(not_float)})')
     if problems:
-        raise CheckpointError(f'tensors in {LAYOUT_NAMES[layout]} names that do not fit a FILM network '
-                              f'{_describe(config)}: ' + '; '.join(problems))
+        raise CheckpointError(f'{LAYOUT_NAMES[layout]} names, for a network {_describe(config)}: '
+                              + '; '.join(problems))
     return config, renamed, layout
 
 
@@ -274,19 +293,19 @@ def check_safetensors(path: str) -> None:
     with open(path, 'rb') as file:
         header_length = struct.unpack('<Q', file.read(8))[0]
         if 8 + header_length > size:
-            raise CheckpointError(f'a truncated safetensors file: its header says {header_length:,} bytes, '
+            raise UnreadableWeights(f'a truncated safetensors file: its header says {header_length:,} bytes, '
                                   f'the file has {size - 8:,} after the length')
         try:
             header = json.loads(file.read(header_length))
         except (UnicodeDecodeError, ValueError):
-            raise CheckpointError('a safetensors file whose header is not valid JSON') from None
+            raise UnreadableWeights('a safetensors file whose header is not valid JSON') from None
     if not isinstance(header, dict):
-        raise CheckpointError('a safetensors file whose header is not a JSON object')
+        raise UnreadableWeights('a safetensors file whose header is not a JSON object')
     ends = [entry.get('data_offsets', [0, 0])[1] for name, entry in header.items()
             if name != '__metadata__' and isinstance(entry, dict)]
     data = size - 8 - header_length
     if ends and max(ends) > data:
-        raise CheckpointError(f'a truncated safetensors file: its tensors need {max(ends):,} bytes of data, '
+        raise UnreadableWeights(f'a truncated safetensors file: its tensors need {max(ends):,} bytes of data, '
                               f'the file has {data:,}')
 
 
@@ -298,32 +317,31 @@ def read_tensors(path: str) -> Dict[str, torch.Tensor]:
         try:
             from safetensors.torch import load_file
         except ImportError:
-            raise CheckpointError('reading .safetensors needs the safetensors package: pip install safetensors') from None
+            raise UnreadableWeights('reading .safetensors needs the safetensors package: pip install safetensors') from None
         try:
             return load_file(path, device='cpu')
         except Exception as error:  # SafetensorError and others: the library says what is wrong
-            raise CheckpointError(f'not a readable safetensors file ({_first_line(error)})') from None
+            raise UnreadableWeights(f'not a readable safetensors file ({_first_line(error)})') from None
     if kind == 'torchscript':
         try:
             return dict(torch.jit.load(path, map_location='cpu').state_dict())
         except Exception as error:
-            raise CheckpointError(f'a TorchScript archive that does not load ({_first_line(error)})') from None
+            raise UnreadableWeights(f'a TorchScript archive that does not load ({_first_line(error)})') from None
     if kind == 'torch':
         try:
             state = torch.load(path, map_location='cpu', weights_only=True)
         except Exception as error:
-            raise CheckpointError(f'not a readable torch.save file ({_first_line(error)})') from None
+            raise UnreadableWeights(f'not a readable torch.save file ({_first_line(error)})') from None
         if isinstance(state, Mapping) and 'state_dict' in state and isinstance(state['state_dict'], Mapping):
             state = state['state_dict']  # training checkpoints keep the weights under this key
         if not isinstance(state, Mapping) or not state or \
                 not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-            raise CheckpointError('a torch.save file that holds no state dict (a mapping of names to tensors)')
+            raise UnreadableWeights('a torch.save file that holds no state dict (a mapping of names to tensors)')
         return dict(state)
     if kind == 'onnx':
-        raise CheckpointError('an ONNX model: ONNX Runtime or TensorRT runs it, this program does not '
+        raise UnreadableWeights('an ONNX model: ONNX Runtime or TensorRT runs it, this program does not '
                               '(see docs/formats.md)')
-    raise CheckpointError('not a weight file: expected .safetensors, a torch.save state dict (.pt, .pth) '
-                          'or TorchScript')
+    raise UnreadableWeights('not a weight file: its bytes are none of safetensors, torch.save or TorchScript')
 
 
 def load_weights(path: str, pyramid_levels: Optional[int] = None) -> Tuple[dict, Dict[str, torch.Tensor], str, torch.dtype]:
@@ -332,7 +350,7 @@ def load_weights(path: str, pyramid_levels: Optional[int] = None) -> Tuple[dict,
         tensors = read_tensors(path)
         config, state_dict, layout = our_state_dict(tensors, pyramid_levels)
     except CheckpointError as error:
-        raise CheckpointError(f'{path}: {error}') from None
+        raise type(error)(error.detail, path) from None
     stored = next((v.dtype for k, v in state_dict.items() if v.is_floating_point()), torch.float32)
     return config, state_dict, layout, stored
 

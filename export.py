@@ -333,7 +333,7 @@ def read_source(args, is_folder: bool):
     try:
         config, state_dict, layout, stored = checkpoints.load_weights(args.model_path, args.pyramid_levels)
     except checkpoints.CheckpointError as error:
-        raise ExportError(str(error)) from None
+        raise ExportError(checkpoints.message(args.model_path, error)) from None
     return config, state_dict, None, (f'{len(state_dict) - 1} {str(stored)[6:]} tensors in '
                                       f'{checkpoints.LAYOUT_NAMES[layout]} names')
 

@@ -213,7 +213,7 @@ def _model_from_state_dict(path: str) -> torch.nn.Module:
     try:
         return checkpoints.interpolator_from_file(path)
     except checkpoints.CheckpointError as error:
-        raise ModelLoadError(_first_line(error)) from None
+        raise ModelLoadError(checkpoints.message(path, error)) from None
 
 
 def supports_reuse(model: torch.nn.Module) -> bool:

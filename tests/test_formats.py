@@ -129,7 +129,7 @@ def test_the_predictors_in_the_tf_order_are_refused():
             name = name.replace(f'_predictors.{index}.', f'_predictors.{2 - index}.')
         if name:
             tensors[name] = value
-    with pytest.raises(checkpoints.CheckpointError, match='do not fit'):
+    with pytest.raises(checkpoints.CheckpointError, match='of the wrong shape'):
         checkpoints.our_state_dict(tensors)
 
 
@@ -306,8 +306,8 @@ BAD = {
     'missing_tensor': '1 missing (predict_flow._predictor._convs.2.conv.bias)',
     'truncated': 'a truncated safetensors file',
     'truncated_header': 'a truncated safetensors file',
-    'unreadable': 'not a weight file',
-    'empty': 'not a weight file',
+    'unreadable': 'none of safetensors, torch.save or TorchScript',
+    'empty': 'none of safetensors, torch.save or TorchScript',
     'onnx': 'an ONNX model',
     'not_a_state_dict': 'holds no state dict',
 }
