@@ -339,8 +339,8 @@ def read_tensors(path: str) -> Dict[str, torch.Tensor]:
             raise UnreadableWeights('a torch.save file that holds no state dict (a mapping of names to tensors)')
         return dict(state)
     if kind == 'onnx':
-        raise UnreadableWeights('an ONNX model: ONNX Runtime or TensorRT runs it, this program does not '
-                              '(see docs/formats.md)')
+        raise UnreadableWeights('an ONNX model, which ONNX Runtime or TensorRT runs, not this program: '
+                                'see docs/formats.md')
     raise UnreadableWeights('not a weight file: its bytes are none of safetensors, torch.save or TorchScript')
 
 

@@ -19,6 +19,7 @@ import torch
 import checkpoints
 import export
 import inference
+import inference_video
 import runtime
 from conftest import ROOT, error_lines, random_interpolator, run_main
 from interpolator import STYLE_CONFIG, Interpolator
@@ -319,9 +320,11 @@ def test_a_bad_file_is_one_line_and_exit_1(weights, tmp_path, capsys, kind):
     with pytest.raises(runtime.ModelLoadError, match=None) as error:
         runtime.load_model(str(path))
     assert len(str(error.value).splitlines()) == 1 and BAD[kind] in str(error.value), str(error.value)
-    x = tmp_path / 'x.png'
-    write_png(x, np.zeros((64, 64, 3), np.uint8))
+    (tmp_path / 'frames').mkdir()
+    x = write_png(tmp_path / 'frames' / 'frame_00000.png', np.zeros((64, 64, 3), np.uint8))
+    write_png(tmp_path / 'frames' / 'frame_00001.png', np.zeros((64, 64, 3), np.uint8))
     for main, argv in ((inference.main, [path, x, x, '--save_path', tmp_path / 'out']),
+                       (inference_video.main, [path, tmp_path / 'frames', '--save_path', tmp_path / 'out']),
                        (export.main, [path, tmp_path / 'out.pt'])):
         status, out, err = run_main(main, capsys, *argv)
         lines = error_lines(err)
@@ -445,3 +448,18 @@ def test_onnx_from_a_weight_file_matches_our_network(tmp_path, capsys):
         with torch.no_grad():
             expected = model(x0, x1, dt).numpy()
         assert onnx_export.relative_error(onnx_export.run(run, x0, x1, dt), expected) <= 2e-5
+
+
+# --------------------------------------------------------------------------- the install
+
+def test_pyproject_lists_every_module_and_script():
+    """The flat layout's module list is written out: it must name every top-level module, and only those."""
+    tomllib = pytest.importorskip('tomllib')
+    project = tomllib.loads((ROOT / 'pyproject.toml').read_text())
+    modules = set(project['tool']['setuptools']['py-modules'])
+    assert modules == {p.stem for p in ROOT.glob('*.py')}
+    for target in project['project']['scripts'].values():
+        module, _, function = target.partition(':')
+        assert module in modules and f'def {function}(' in (ROOT / f'{module}.py').read_text()
+    base = ' '.join(project['project']['dependencies'])
+    assert 'safetensors' in base and 'tensorflow' not in base and 'ray' not in base and 'onnx' not in base
