@@ -143,7 +143,8 @@ FRAME_RATE_FORMS = ("a whole number (60), a fraction (30000/1001) or a decimal; 
 # --------------------------------------------------------------------------- argument groups
 
 MODEL_HELP = ("TorchScript model written by export.py or by the original PyTorch port of FILM, "
-              "or a state dict written by export.py --statedict")
+              "or a state dict (.safetensors, .pt, .pth) in our, ComfyUI's or that port's names, "
+              "e.g. ComfyUI's film_net_fp16.safetensors")
 
 PRECISION_HELP = (
     "arithmetic of the convolutions. fp32 (default): what the original TensorFlow model "

@@ -1,14 +1,20 @@
-"""Converts one of Google's FILM TensorFlow 2 SavedModels into a PyTorch file.
+"""Converts a FILM model into our TorchScript, a state dict or an ONNX model.
 
-    python export.py MODEL_PATH SAVE_PATH [--statedict] [--fp32] [--skiptest] [--gpu] [--verbose]
+    python export.py MODEL_PATH SAVE_PATH [--statedict | --onnx] [--fp32] [--skiptest] [--gpu] [--verbose]
 
-MODEL_PATH is a SavedModel folder (e.g. ``pretrained_models/film_net/Style/saved_model``).
-The variables are mapped to PyTorch parameters by name (``convert.py``) and the
-architecture is inferred from their shapes. Unless ``--skiptest`` is given, the
-TF model and the converted network run on the same frames at t = 0.5, at a
-size that is not a multiple of 64, and the image and every flow level are
-compared; the export fails, writing nothing, when an error is above the
-tolerance.
+MODEL_PATH is one of Google's TF2 SavedModel folders (e.g.
+``pretrained_models/film_net/Style/saved_model``; TensorFlow is imported for
+these only), or a weight file: a state dict (.safetensors, .pt, .pth) in our
+names, ComfyUI core's or the original PyTorch port's, fp16 or fp32, or a
+TorchScript file of ours or of that port (``checkpoints.py``). SavedModel
+variables are mapped to PyTorch parameters by name (``convert.py``), and in
+every case the architecture is inferred from the tensor shapes. Unless
+``--skiptest`` is given, the TF model and the converted network run on the
+same frames at t = 0.5, at a size that is not a multiple of 64, and the image
+and every flow level are compared; from a weight file, what was written
+(TorchScript, ONNX in ONNX Runtime, or the state dict read back) is compared
+with our network built from the file. The export fails, writing nothing,
+when an error is above the tolerance.
 
 The original model returns a dict whose image outputs are tensors and whose
 flow pyramids are Python lists of tensors (finest level first); they are
@@ -33,6 +39,7 @@ import cli  # first: it sets how OpenMP threads wait before torch loads
 import numpy as np
 import torch
 
+import checkpoints
 import convert
 import media.destination
 from interpolator import Interpolator
@@ -48,6 +55,9 @@ ROUNDED_WEIGHTS_TOLERANCE = 1e-2
 # Not a multiple of 64 (nor of 2 at the coarsest levels): where ports that
 # pad or resize differently from the original go wrong.
 TEST_SIZE = (270, 480)
+# The ONNX model is also run at this size with two frames, against our
+# network: its batch, height and width are really dynamic.
+SECOND_TEST_SIZE = (200, 328)
 COMPARED_OUTPUTS = ('image', 'forward_residual_flow_pyramid', 'backward_residual_flow_pyramid',
                     'forward_flow_pyramid', 'backward_flow_pyramid')
 
@@ -56,8 +66,10 @@ class ExportError(cli.UserError):
     """A problem with the input or the conversion, reported as one line."""
 
 
-DESCRIPTION = ('Convert a FILM TF2 SavedModel (Style, L1 or VGG) into a TorchScript file\n'
-               '(fp16 by default) or a PyTorch state dict, checking it against TensorFlow.')
+DESCRIPTION = ('Convert a FILM TF2 SavedModel (Style, L1 or VGG), or a FILM weight file\n'
+               "(ours, ComfyUI's film_net_fp16.safetensors, the original PyTorch port's),\n"
+               'into a TorchScript file (fp16 by default), a state dict or an ONNX model,\n'
+               'checking it against TensorFlow or against our network.')
 
 EPILOG = f"""\
 self-test:
@@ -66,7 +78,10 @@ self-test:
   and every level of the four flow pyramids, max|pt - tf| / max|tf| is
   printed and must be at most --tolerance. With fp16 weights (the default)
   the network with its weights rounded to fp16 is checked too, against
-  {ROUNDED_WEIGHTS_TOLERANCE:g}. If any check fails, nothing is written.
+  {ROUNDED_WEIGHTS_TOLERANCE:g}. With --onnx, ONNX Runtime runs the written model at
+  that size (against TensorFlow) and on two {SECOND_TEST_SIZE[1]}x{SECOND_TEST_SIZE[0]} frames (against
+  our network). From a weight file, what was written is compared with our
+  network built from the file. If any check fails, nothing is written.
 
 output:
   SAVE_PATH is a file name; missing folders are created. The file is written
@@ -79,18 +94,24 @@ exit status: 0 on success, 1 on a problem with the files or the conversion,
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.make_parser('export.py', DESCRIPTION, EPILOG)
-    parser.add_argument('model_path', help='folder of the TF2 SavedModel (holds saved_model.pb and variables/)')
-    parser.add_argument('save_path', help='the PyTorch file to write (missing folders are created)')
-    parser.add_argument('--statedict', action='store_true',
-                        help='write a state dict (torch.save) instead of TorchScript; inference.py and '
-                             'convert.interpolator_from_state_dict rebuild the network from it')
+    parser.add_argument('model_path', help='folder of the TF2 SavedModel (holds saved_model.pb and variables/), '
+                                           'or a FILM weight file (.safetensors, .pt, .pth; see docs/formats.md)')
+    parser.add_argument('save_path', help='the file to write (missing folders are created)')
+    written = parser.add_mutually_exclusive_group()
+    written.add_argument('--statedict', action='store_true',
+                         help='write a state dict instead of TorchScript: safetensors when SAVE_PATH ends in '
+                              '.safetensors, else torch.save; inference.py reads both')
+    written.add_argument('--onnx', action='store_true',
+                         help='write an ONNX model (fp32, opset 18, dynamic batch/height/width, dt an input) '
+                              'for ONNX Runtime or TensorRT')
     parser.add_argument('--fp32', action='store_true', help='keep full precision (default: fp16 weights)')
-    parser.add_argument('--skiptest', action='store_true', help='skip the comparison with TensorFlow')
+    parser.add_argument('--skiptest', action='store_true',
+                        help='skip the self-test (the comparison with TensorFlow or our network)')
     cli.add_gpu_argument(parser, 'also run the self-test on a GPU (CUDA or Apple MPS) when one is there, '
                                  'in the saved precision (reported, not enforced)')
-    parser.add_argument('--pyramid_levels', type=cli.whole_number(1), default=7,
+    parser.add_argument('--pyramid_levels', type=cli.whole_number(1), default=None,
                         help='image pyramid depth; the only setting weights do not reveal '
-                             '(7 for the released models; default %(default)s)')
+                             '(default: 7, the released models\', or what a state dict of ours records)')
     parser.add_argument('--tolerance', type=cli.positive_number(), default=FP32_TOLERANCE,
                         help='largest accepted max|pt - tf| / max|tf| of any compared output '
                              '(default %(default)s)')
@@ -278,6 +299,7 @@ def self_test(loaded, model, dtype, tolerance, gpu, verbose):
     if failures:
         raise ExportError('self-test failed: ' + '; '.join(failures) + ' (nothing written)')
     print(f'  passed: {"; ".join(passed)}')
+    return tf_outputs
 
 
 def pick_gpu():
@@ -288,39 +310,139 @@ def pick_gpu():
     return None
 
 
-def export(args) -> int:
-    start = time.perf_counter()
-    check_model_folder(args.model_path)
-    destination = open_destination(args.save_path)
-    try:
+def check_source(model_path: str) -> bool:
+    """True for a SavedModel folder, False for a weight file; a one-line error for anything else."""
+    if os.path.isdir(model_path):
+        check_model_folder(model_path)
+        return True
+    if not os.path.exists(model_path):
+        raise ExportError(f'{model_path} is not a folder (not found)')
+    return False
+
+
+def read_source(args, is_folder: bool):
+    """(config, state dict, TF SavedModel or None, one line saying what was read)."""
+    if is_folder:
         with native_stderr_hidden(not args.verbose):
             loaded, variables = load_saved_model(args.model_path)
         try:
-            config, state_dict = convert.convert_tf_variables(variables, args.pyramid_levels)
+            config, state_dict = convert.convert_tf_variables(variables, args.pyramid_levels or 7)
         except convert.ConversionError as error:
             raise ExportError(str(error)) from None
+        return config, state_dict, loaded, f'{len(variables)} variables'
+    try:
+        config, state_dict, layout, stored = checkpoints.load_weights(args.model_path, args.pyramid_levels)
+    except checkpoints.CheckpointError as error:
+        raise ExportError(checkpoints.message(args.model_path, error)) from None
+    return config, state_dict, None, (f'{len(state_dict) - 1} {str(stored)[6:]} tensors in '
+                                      f'{checkpoints.LAYOUT_NAMES[layout]} names')
+
+
+def write(model: Interpolator, args, dtype: torch.dtype, path: str) -> str:
+    """Writes the network to ``path`` as asked; returns what was written."""
+    if args.onnx:
+        import onnx_export
+        try:
+            onnx_export.export_onnx(model, path)
+        except onnx_export.OnnxExportError as error:
+            raise ExportError(str(error)) from None
+        return 'ONNX'
+    stored = Interpolator(**model.config).eval()
+    stored.load_state_dict(model.state_dict())
+    stored.to(dtype)
+    if args.statedict:
+        if args.save_path.lower().endswith('.safetensors'):
+            try:
+                checkpoints.save_safetensors(stored.state_dict(), path)
+            except ImportError:
+                raise ExportError('writing .safetensors needs the safetensors package: '
+                                  'pip install safetensors') from None
+            return 'state dict (safetensors)'
+        torch.save(stored.state_dict(), path)
+        return 'state dict'
+    # Through memory: saved to a path, the archive's root folder is named
+    # after the (temporary) file, and two exports would differ.
+    archive = io.BytesIO()
+    torch.jit.save(torch.jit.script(stored), archive)
+    with open(path, "wb") as file:
+        file.write(archive.getvalue())
+    return 'TorchScript'
+
+
+@torch.no_grad()
+def check_written(kind: str, path: str, model: Interpolator, dtype: torch.dtype, tf_outputs, tolerance: float):
+    """Runs what was written against TensorFlow's image (ONNX from a SavedModel) or our network.
+
+    ``model``: the fp32 network the file was made from. A state dict is read
+    back through ``checkpoints`` and must hold exactly the weights written.
+    """
+    failures, lines = [], []
+    if kind.startswith('state dict'):
+        reread = checkpoints.interpolator_from_file(path)
+        expected = {k: v.to(dtype).float() for k, v in model.state_dict().items() if v.is_floating_point()}
+        differing = [k for k, v in reread.state_dict().items() if k in expected and not torch.equal(v, expected[k])]
+        if differing or reread.config != model.config:
+            failures.append(f'the state dict read back differs ({", ".join(differing[:3]) or "configuration"})')
+        lines.append(f'  read back: {len(expected)} tensors as written, configuration {reread.config == model.config}')
+    else:
+        height, width = TEST_SIZE
+        x0, x1 = test_frames(height, width)
+        dt = torch.full((1, 1), 0.5)
+        cases = [(x0, x1, dt)]
+        if kind == 'ONNX':
+            first, second = test_frames(*SECOND_TEST_SIZE, seed=1)
+            # Two pairs in one batch, each with its own time.
+            cases.append((torch.cat([first, second]), torch.cat([second, first]), torch.tensor([[0.5], [0.25]])))
+            import onnx_export
+            run = onnx_export.session(path)
+            produce = lambda a, b, t: onnx_export.run(run, a, b, t)
+            label = 'ONNX Runtime (CPU)'
+        else:
+            scripted = torch.jit.load(path, map_location='cpu').float().eval()
+            produce = lambda a, b, t: scripted(a, b, t).numpy()
+            label = f'the TorchScript file ({str(dtype)[6:]} weights, fp32 compute)'
+        bound = tolerance if dtype == torch.float32 or kind == 'ONNX' else ROUNDED_WEIGHTS_TOLERANCE
+        for index, (a, b, t) in enumerate(cases):
+            size = f'{a.shape[0]} x {a.shape[-1]}x{a.shape[-2]}'
+            actual = produce(a, b, t)
+            if index == 0 and tf_outputs is not None:
+                reference = tf_outputs['image'].transpose(0, 3, 1, 2)
+                against = 'TensorFlow'
+            else:
+                reference = model(a, b, t).numpy()
+                against = 'our network'
+            error = float(np.abs(actual - reference).max() / max(np.abs(reference).max(), 1e-12))
+            lines.append(f'  {label} on {size}, image vs {against}: {error:.1e}')
+            if not error <= bound:
+                failures.append(f'{label} on {size}: error {error:.2e} > {bound:g}')
+    print('Written file:')
+    for line in lines:
+        print(line)
+    if failures:
+        raise ExportError('self-test failed: ' + '; '.join(failures) + ' (nothing written)')
+
+
+def export(args) -> int:
+    start = time.perf_counter()
+    is_folder = check_source(args.model_path)
+    destination = open_destination(args.save_path)
+    try:
+        config, state_dict, loaded, what = read_source(args, is_folder)
         model = Interpolator(**config).eval()
         model.load_state_dict(state_dict)
         parameters = sum(p.numel() for p in model.parameters())
-        print(f'Read {len(variables)} variables ({parameters:,} parameters) from {args.model_path}')
+        print(f'Read {what} ({parameters:,} parameters) from {args.model_path}')
         print(f'Configuration: {config}')
-        dtype = torch.float32 if args.fp32 else torch.float16
+        # ONNX is written in fp32: TensorRT chooses its precision when it builds an engine.
+        dtype = torch.float32 if args.fp32 or args.onnx else torch.float16
+        tf_outputs = None
         if args.skiptest:
             print('Self-test skipped (--skiptest)')
-        else:
-            self_test(loaded, model, dtype, args.tolerance, args.gpu, args.verbose)
-        model.to(dtype)
-        if args.statedict:
-            torch.save(model.state_dict(), destination.temporary)
-            kind = 'state dict'
-        else:
-            # Through memory: saved to a path, the archive's root folder is named
-            # after the (temporary) file, and two exports would differ.
-            archive = io.BytesIO()
-            torch.jit.save(torch.jit.script(model), archive)
-            with open(destination.temporary, "wb") as file:
-                file.write(archive.getvalue())
-            kind = 'TorchScript'
+        elif loaded is not None:
+            tf_outputs = self_test(loaded, model, dtype, args.tolerance, args.gpu, args.verbose)
+        kind = write(model, args, dtype, destination.temporary)
+        if not args.skiptest and (loaded is None or kind == 'ONNX'):
+            check_written(kind, destination.temporary, model, dtype, tf_outputs, args.tolerance)
         destination.commit()
     except BaseException:
         destination.discard()

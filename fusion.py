@@ -78,6 +78,13 @@ class FusionLevel(nn.Module):
 
     def _conv1(self, coarser: Tensor, level_input: List[Tensor]) -> Tensor:
         if not torch.jit.is_scripting():  # the scripted file names no oneDNN op (util.fused_cpu_kernels)
+            if torch.compiler.is_exporting():
+                # A graph export (ONNX) is one graph for every frame size: the
+                # literal operations, whatever the level's parity, and a Concat.
+                height, width = level_input[0].shape[-2], level_input[0].shape[-1]
+                net = torch.cat(level_input + [self.literal_upsample_conv(coarser, height, width)], dim=1)
+                level_input.clear()
+                return util.conv_leaky_relu(net, self.conv1.weight, self.conv1.bias)
             if util.fused_cpu_kernels(level_input[1]):
                 return self._conv1_by_parts(coarser, level_input)
         net = util.concat_channels(level_input, spare_channels=self.filters)

@@ -7,8 +7,8 @@ model, with no command line involved:
   a reduced precision only where the hardware runs it natively. CPU threads
   and the allocator: ``cpu_threads``.
 - ``load_model``: any accepted model file, i.e. TorchScript from our
-  ``export.py`` or from the original PyTorch port, or a state dict written by
-  ``export.py --statedict``; ``supports_reuse`` tells whether its stages
+  ``export.py`` or from the original PyTorch port, or a state dict in our,
+  ComfyUI's or that port's names (``checkpoints``); ``supports_reuse`` tells whether its stages
   (encode / estimate_flows / synthesize) can be called separately.
 - ``apply_tiling``: the model, or a tiled wrapper when a frame would not fit
   the memory budget (``tiling``).
@@ -121,7 +121,8 @@ def _first_line(error: BaseException) -> str:
 
 def load_model(path: str, device: torch.device = torch.device("cpu"),
                dtype: torch.dtype = torch.float32) -> torch.nn.Module:
-    """Load a TorchScript file, or a state dict written by ``export.py --statedict``."""
+    """Load a TorchScript file, or a state dict (.safetensors, .pt, .pth) of FILM weights
+    in our, ComfyUI's or the original port's names (``checkpoints``)."""
     if not os.path.exists(path):
         raise ModelLoadError(f"model file not found: {path}")
     if os.path.isdir(path):
@@ -156,22 +157,13 @@ def _eager_if_ours(scripted: torch.nn.Module) -> torch.nn.Module:
 
 
 def _model_from_state_dict(path: str) -> torch.nn.Module:
-    not_a_model = (f"{path} is neither a TorchScript model nor a state dict "
-                   f"written by export.py --statedict")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        raise ModelLoadError(not_a_model) from None
-    if not isinstance(state, Mapping) or not state or \
-            not all(isinstance(value, torch.Tensor) for value in state.values()):
-        raise ModelLoadError(not_a_model)
-    import convert  # only needed for state dicts; TorchScript files carry their code
+    """Our network from a state dict in any layout ``checkpoints`` reads (ours, ComfyUI's, the original port's)."""
+    import checkpoints  # only needed for state dicts; TorchScript files carry their code
 
     try:
-        return convert.interpolator_from_state_dict(state)
-    except Exception as error:
-        raise ModelLoadError(f"{path} holds tensors that do not fit a FILM interpolator "
-                             f"({_first_line(error)})") from None
+        return checkpoints.interpolator_from_file(path)
+    except checkpoints.CheckpointError as error:
+        raise ModelLoadError(checkpoints.message(path, error)) from None
 
 
 def supports_reuse(model: torch.nn.Module) -> bool:

@@ -137,6 +137,9 @@ def conv_pair_leaky_relu(a: Tensor, b: Tensor, weight: Tensor, bias: Optional[Te
 
 
 def to_channels_last(x: Tensor) -> Tensor:
+    if not torch.jit.is_scripting():
+        if torch.compiler.is_exporting():
+            return x  # a layout is no part of an exported graph, and would guard its sizes
     return x.contiguous(memory_format=torch.channels_last)
 
 
@@ -149,6 +152,9 @@ def concat_channels(parts: List[Tensor], spare_channels: int = 0) -> Tensor:
     ``spare_channels`` channels are left uninitialised for the caller to fill
     in place (see ``fusion``).
     """
+    if not torch.jit.is_scripting():
+        if spare_channels == 0 and torch.compiler.is_exporting():
+            return torch.cat(parts, dim=1)  # a graph export (ONNX): one Concat, not slice writes
     first = parts[0]
     channels = spare_channels
     for part in parts:
@@ -261,9 +267,17 @@ def sampling_grid(flow: Tensor) -> Tensor:
     # grid_sample with align_corners=True maps -1 and +1 to the centres of the
     # first and last pixel, and padding_mode='border' clamps to them: the same
     # rule as bilinear_taps. max(size - 1, 1) keeps a one-pixel level finite.
-    x = (cols + flow[:, 0]) * (2.0 / max(width - 1, 1)) - 1.0
-    y = (rows + flow[:, 1]) * (2.0 / max(height - 1, 1)) - 1.0
+    x = (cols + flow[:, 0]) * (2.0 / _at_least_one(width - 1)) - 1.0
+    y = (rows + flow[:, 1]) * (2.0 / _at_least_one(height - 1)) - 1.0
     return torch.stack((x, y), dim=-1)
+
+
+def _at_least_one(size: int) -> int:
+    if not torch.jit.is_scripting():
+        # Symbolic in a graph export: no guard on the frame size (a plain
+        # max would fix the export to sizes whose coarsest level is > 1 px).
+        return torch.sym_max(size, 1)
+    return max(size, 1)
 
 
 def warp_with_grid(image: Tensor, grid: Tensor) -> Tensor:

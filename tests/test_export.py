@@ -201,7 +201,7 @@ def test_not_a_savedmodel_is_refused_by_the_cli(tmp_path):
     (tmp_path / 'file.txt').write_text('x')
     save_path = tmp_path / 'film.pt'
     for model_path, expected in ((tmp_path / 'empty', 'not a TF SavedModel'), (tmp_path / 'nowhere', 'not a folder'),
-                                 (tmp_path / 'file.txt', 'not a folder')):
+                                 (tmp_path / 'file.txt', 'not a weight file')):
         result = subprocess.run([sys.executable, str(ROOT / 'export.py'), str(model_path), str(save_path)],
                                 capture_output=True, text=True, timeout=300)
         assert_refused(result, save_path, 'error: ', expected)
