@@ -58,18 +58,18 @@ TEST_SIZE = (270, 480)
 # The ONNX model is also run at this size with two frames, against our
 # network: its batch, height and width are really dynamic.
 SECOND_TEST_SIZE = (200, 328)
-COMPARED_OUTPUTS = ('image', 'forward_residual_flow_pyramid', 'backward_residual_flow_pyramid',
-                    'forward_flow_pyramid', 'backward_flow_pyramid')
+COMPARED_OUTPUTS = ("image", "forward_residual_flow_pyramid", "backward_residual_flow_pyramid",
+                    "forward_flow_pyramid", "backward_flow_pyramid")
 
 
 class ExportError(cli.UserError):
     """A problem with the input or the conversion, reported as one line."""
 
 
-DESCRIPTION = ('Convert a FILM TF2 SavedModel (Style, L1 or VGG), or a FILM weight file\n'
+DESCRIPTION = ("Convert a FILM TF2 SavedModel (Style, L1 or VGG), or a FILM weight file\n"
                "(ours, ComfyUI's film_net_fp16.safetensors, the original PyTorch port's),\n"
-               'into a TorchScript file (fp16 by default), a state dict or an ONNX model,\n'
-               'checking it against TensorFlow or against our network.')
+               "into a TorchScript file (fp16 by default), a state dict or an ONNX model,\n"
+               "checking it against TensorFlow or against our network.")
 
 EPILOG = f"""\
 self-test:
@@ -93,29 +93,29 @@ exit status: 0 on success, 1 on a problem with the files or the conversion,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = cli.make_parser('export.py', DESCRIPTION, EPILOG)
-    parser.add_argument('model_path', help='folder of the TF2 SavedModel (holds saved_model.pb and variables/), '
-                                           'or a FILM weight file (.safetensors, .pt, .pth; see docs/formats.md)')
-    parser.add_argument('save_path', help='the file to write (missing folders are created)')
+    parser = cli.make_parser("export.py", DESCRIPTION, EPILOG)
+    parser.add_argument("model_path", help="folder of the TF2 SavedModel (holds saved_model.pb and variables/), "
+                                           "or a FILM weight file (.safetensors, .pt, .pth; see docs/formats.md)")
+    parser.add_argument("save_path", help="the file to write (missing folders are created)")
     written = parser.add_mutually_exclusive_group()
-    written.add_argument('--statedict', action='store_true',
-                         help='write a state dict instead of TorchScript: safetensors when SAVE_PATH ends in '
-                              '.safetensors, else torch.save; inference.py reads both')
-    written.add_argument('--onnx', action='store_true',
-                         help='write an ONNX model (fp32, opset 18, dynamic batch/height/width, dt an input) '
-                              'for ONNX Runtime or TensorRT')
-    parser.add_argument('--fp32', action='store_true', help='keep full precision (default: fp16 weights)')
-    parser.add_argument('--skiptest', action='store_true',
-                        help='skip the self-test (the comparison with TensorFlow or our network)')
-    cli.add_gpu_argument(parser, 'also run the self-test on a GPU (CUDA or Apple MPS) when one is there, '
-                                 'in the saved precision (reported, not enforced)')
-    parser.add_argument('--pyramid_levels', type=cli.whole_number(1), default=None,
-                        help='image pyramid depth; the only setting weights do not reveal '
-                             '(default: 7, the released models\', or what a state dict of ours records)')
-    parser.add_argument('--tolerance', type=cli.positive_number(), default=FP32_TOLERANCE,
-                        help='largest accepted max|pt - tf| / max|tf| of any compared output '
-                             '(default %(default)s)')
-    parser.add_argument('--verbose', action='store_true', help="show TensorFlow's own log lines")
+    written.add_argument("--statedict", action="store_true",
+                         help="write a state dict instead of TorchScript: safetensors when SAVE_PATH ends in "
+                              ".safetensors, else torch.save; inference.py reads both")
+    written.add_argument("--onnx", action="store_true",
+                         help="write an ONNX model (fp32, opset 18, dynamic batch/height/width, dt an input) "
+                              "for ONNX Runtime or TensorRT")
+    parser.add_argument("--fp32", action="store_true", help="keep full precision (default: fp16 weights)")
+    parser.add_argument("--skiptest", action="store_true",
+                        help="skip the self-test (the comparison with TensorFlow or our network)")
+    cli.add_gpu_argument(parser, "also run the self-test on a GPU (CUDA or Apple MPS) when one is there, "
+                                 "in the saved precision (reported, not enforced)")
+    parser.add_argument("--pyramid_levels", type=cli.whole_number(1), default=None,
+                        help="image pyramid depth; the only setting weights do not reveal "
+                             "(default: 7, the released models', or what a state dict of ours records)")
+    parser.add_argument("--tolerance", type=cli.positive_number(), default=FP32_TOLERANCE,
+                        help="largest accepted max|pt - tf| / max|tf| of any compared output "
+                             "(default %(default)s)")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
     return parser
 
 
@@ -146,15 +146,15 @@ def native_stderr_hidden(hidden: bool):
 def check_model_folder(model_path: str) -> None:
     if not os.path.isdir(model_path):
         if os.path.exists(model_path):
-            raise ExportError(f'{model_path} is not a folder: give the SavedModel folder (it holds saved_model.pb)')
-        raise ExportError(f'{model_path} is not a folder (not found)')
-    if not any(os.path.isfile(os.path.join(model_path, f)) for f in ('saved_model.pb', 'saved_model.pbtxt')):
-        raise ExportError(f'{model_path} is not a TF SavedModel (no saved_model.pb in it)')
+            raise ExportError(f"{model_path} is not a folder: give the SavedModel folder (it holds saved_model.pb)")
+        raise ExportError(f"{model_path} is not a folder (not found)")
+    if not any(os.path.isfile(os.path.join(model_path, f)) for f in ("saved_model.pb", "saved_model.pbtxt")):
+        raise ExportError(f"{model_path} is not a TF SavedModel (no saved_model.pb in it)")
 
 
 def open_destination(save_path: str) -> media.destination.Destination:
     """The hidden temporary file beside save_path (folders created), or a one-line error."""
-    if save_path.endswith(('/', os.sep)) or os.path.isdir(save_path):
+    if save_path.endswith(("/", os.sep)) or os.path.isdir(save_path):
         raise ExportError(f'save_path {save_path} names a folder: give a file name, '
                           f'e.g. {os.path.join(save_path, "film_net.pt")}')
     return media.destination.Destination(save_path, is_folder=False)
@@ -162,18 +162,18 @@ def open_destination(save_path: str) -> media.destination.Destination:
 
 def load_saved_model(model_path: str):
     """(loaded SavedModel, {variable name: array})."""
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         import tensorflow as tf
     except ImportError:
-        raise ExportError('TensorFlow is needed to read a SavedModel: pip install tensorflow-cpu') from None
+        raise ExportError("TensorFlow is needed to read a SavedModel: pip install tensorflow-cpu") from None
     try:
         loaded = tf.saved_model.load(model_path)
     except Exception as error:  # TF raises many types; the first line says what is wrong
-        raise ExportError(f'cannot load {model_path}: {str(error).strip().splitlines()[0]}') from None
+        raise ExportError(f"cannot load {model_path}: {str(error).strip().splitlines()[0]}") from None
     # Google's files were written by Keras 2: its variable list is the complete
     # one. Other SavedModels: every variable reachable from the root object.
-    keras_api = getattr(loaded, 'keras_api', None)
+    keras_api = getattr(loaded, "keras_api", None)
     if keras_api is not None:
         variables = keras_api.variables
     else:
@@ -181,10 +181,10 @@ def load_saved_model(model_path: str):
     arrays = {}
     for variable in variables:
         if variable.name in arrays:
-            raise ExportError(f'variable {variable.name} appears twice')
+            raise ExportError(f"variable {variable.name} appears twice")
         arrays[variable.name] = variable.numpy()
     if not arrays:
-        raise ExportError(f'{model_path} holds no variables')
+        raise ExportError(f"{model_path} holds no variables")
     return loaded, arrays
 
 
@@ -192,7 +192,7 @@ def test_frames(height, width, seed=0):
     """A textured frame and the same frame moved by (5, 3) px: real structure and motion."""
     rng = np.random.default_rng(seed)
     coarse = torch.from_numpy(rng.random((1, 3, height // 16, width // 16), dtype=np.float32))
-    smooth = torch.nn.functional.interpolate(coarse, size=(height, width), mode='bicubic', align_corners=False)
+    smooth = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=False)
     detail = torch.from_numpy(rng.random((1, 3, height, width), dtype=np.float32))
     x0 = (0.8 * smooth + 0.2 * detail).clamp(0, 1)
     x1 = torch.roll(x0, shifts=(3, 5), dims=(2, 3))
@@ -205,7 +205,7 @@ def flatten_outputs(outputs: Mapping) -> Dict[str, np.ndarray]:
     for key, value in outputs.items():
         if isinstance(value, (list, tuple)):
             for level, tensor in enumerate(value):
-                flat[f'{key}/{level}'] = np.asarray(tensor)
+                flat[f"{key}/{level}"] = np.asarray(tensor)
         else:
             flat[key] = np.asarray(value)
     return flat
@@ -215,18 +215,18 @@ def run_tensorflow(loaded, x0, x1) -> Dict[str, np.ndarray]:
     import tensorflow as tf
     nhwc = lambda t: tf.constant(t.permute(0, 2, 3, 1).numpy())
     try:
-        outputs = loaded({'x0': nhwc(x0), 'x1': nhwc(x1), 'time': tf.constant([[0.5]], tf.float32)},
+        outputs = loaded({"x0": nhwc(x0), "x1": nhwc(x1), "time": tf.constant([[0.5]], tf.float32)},
                          training=False)
     except Exception as error:
         raise ExportError(f'the SavedModel cannot be called like FILM\'s ({{"x0", "x1", "time"}} in): '
                           f'{str(error).strip().splitlines()[0]}') from None
-    if not isinstance(outputs, Mapping) or 'image' not in outputs:
+    if not isinstance(outputs, Mapping) or "image" not in outputs:
         raise ExportError('the SavedModel does not return a dict with an "image" output')
     return flatten_outputs(outputs)
 
 
 def is_compared(key: str) -> bool:
-    return key.split('/')[0] in COMPARED_OUTPUTS
+    return key.split("/")[0] in COMPARED_OUTPUTS
 
 
 def compare(tf_outputs: Mapping[str, np.ndarray], torch_outputs: Mapping[str, torch.Tensor]) -> Dict[str, float]:
@@ -236,27 +236,27 @@ def compare(tf_outputs: Mapping[str, np.ndarray], torch_outputs: Mapping[str, to
         if not is_compared(key):
             continue
         if key not in torch_outputs:
-            raise ExportError(f'TF output {key} has no PyTorch counterpart (different pyramid_levels?)')
+            raise ExportError(f"TF output {key} has no PyTorch counterpart (different pyramid_levels?)")
         actual = torch_outputs[key].float().permute(0, 2, 3, 1).cpu().numpy()
         if actual.shape != expected.shape:
-            raise ExportError(f'{key}: PyTorch gives {actual.shape}, TF {expected.shape} '
-                              f'(is --pyramid_levels right?)')
+            raise ExportError(f"{key}: PyTorch gives {actual.shape}, TF {expected.shape} "
+                              f"(is --pyramid_levels right?)")
         errors[key] = float(np.abs(actual - expected).max() / max(np.abs(expected).max(), 1e-12))
-    if not any(key.startswith('image') for key in errors) or len(errors) < 2:
+    if not any(key.startswith("image") for key in errors) or len(errors) < 2:
         raise ExportError(f'the SavedModel returns no flow pyramids to compare (outputs: {", ".join(tf_outputs)})')
     return errors
 
 
 def print_errors(label: str, errors: Mapping[str, float]) -> float:
     """One line per output (pyramids: every level, finest first); returns the worst error."""
-    print(f'  {label}:')
+    print(f"  {label}:")
     by_output: Dict[str, list] = {name: [] for name in COMPARED_OUTPUTS}
-    for key in sorted(errors, key=lambda key: int(key.split('/')[1]) if '/' in key else 0):
-        by_output[key.split('/')[0]].append(errors[key])
+    for key in sorted(errors, key=lambda key: int(key.split("/")[1]) if "/" in key else 0):
+        by_output[key.split("/")[0]].append(errors[key])
     width = max(len(name) for name in by_output)
     for name, values in by_output.items():
         if values:
-            print(f'    {name:<{width}}  ' + ' '.join(f'{value:.1e}' for value in values))
+            print(f"    {name:<{width}}  " + " ".join(f"{value:.1e}" for value in values))
     return max(errors.values())
 
 
@@ -268,45 +268,45 @@ def self_test(loaded, model, dtype, tolerance, gpu, verbose):
     start = time.perf_counter()
     with native_stderr_hidden(not verbose):
         tf_outputs = run_tensorflow(loaded, x0, x1)
-    print(f'Self-test on {width}x{height} frames at t = 0.5, max|pt - tf| / max|tf| per output '
-          f'(pyramid levels finest first; TF ran in {time.perf_counter() - start:.1f} s):')
+    print(f"Self-test on {width}x{height} frames at t = 0.5, max|pt - tf| / max|tf| per output "
+          f"(pyramid levels finest first; TF ran in {time.perf_counter() - start:.1f} s):")
     failures = []
-    worst_fp32 = print_errors('fp32', compare(tf_outputs, model.debug_forward(x0, x1, dt)))
+    worst_fp32 = print_errors("fp32", compare(tf_outputs, model.debug_forward(x0, x1, dt)))
     if worst_fp32 > tolerance:
-        failures.append(f'fp32 error {worst_fp32:.2e} > {tolerance:.0e}')
-    passed = [f'fp32 worst {worst_fp32:.1e} <= --tolerance {tolerance:g}']
+        failures.append(f"fp32 error {worst_fp32:.2e} > {tolerance:.0e}")
+    passed = [f"fp32 worst {worst_fp32:.1e} <= --tolerance {tolerance:g}"]
     if dtype != torch.float32:
         # What is stored is rounded to dtype; its effect, isolated from compute precision.
         rounded = Interpolator(**model.config).eval()
         rounded.load_state_dict({k: v.to(dtype).to(v.dtype) for k, v in model.state_dict().items()})
-        worst = print_errors(f'{str(dtype)[6:]} weights, fp32 compute',
+        worst = print_errors(f"{str(dtype)[6:]} weights, fp32 compute",
                              compare(tf_outputs, rounded.debug_forward(x0, x1, dt)))
         if worst > ROUNDED_WEIGHTS_TOLERANCE:
-            failures.append(f'{dtype} weights error {worst:.2e} > {ROUNDED_WEIGHTS_TOLERANCE:.0e}')
-        passed.append(f'{str(dtype)[6:]} weights worst {worst:.1e} <= {ROUNDED_WEIGHTS_TOLERANCE:g}')
+            failures.append(f"{dtype} weights error {worst:.2e} > {ROUNDED_WEIGHTS_TOLERANCE:.0e}")
+        passed.append(f"{str(dtype)[6:]} weights worst {worst:.1e} <= {ROUNDED_WEIGHTS_TOLERANCE:g}")
     if gpu:
         device = pick_gpu()
         if device is None:
-            print('  --gpu: no CUDA or MPS device here, skipped the GPU run')
+            print("  --gpu: no CUDA or MPS device here, skipped the GPU run")
         else:
             on_gpu = Interpolator(**model.config).eval()
             on_gpu.load_state_dict(model.state_dict())
             on_gpu.to(device=device, dtype=dtype)
             args = [t.to(device=device, dtype=dtype) for t in (x0, x1, dt)]
             # Reported, not enforced: half-precision compute is for speed, its error is the user's call.
-            print_errors(f'{device} {str(dtype)[6:]} compute (informational)',
+            print_errors(f"{device} {str(dtype)[6:]} compute (informational)",
                          compare(tf_outputs, on_gpu.debug_forward(*args)))
     if failures:
-        raise ExportError('self-test failed: ' + '; '.join(failures) + ' (nothing written)')
+        raise ExportError("self-test failed: " + "; ".join(failures) + " (nothing written)")
     print(f'  passed: {"; ".join(passed)}')
     return tf_outputs
 
 
 def pick_gpu():
     if torch.cuda.is_available():
-        return torch.device('cuda')
-    if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available():
-        return torch.device('mps')
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
     return None
 
 
@@ -316,7 +316,7 @@ def check_source(model_path: str) -> bool:
         check_model_folder(model_path)
         return True
     if not os.path.exists(model_path):
-        raise ExportError(f'{model_path} is not a folder (not found)')
+        raise ExportError(f"{model_path} is not a folder (not found)")
     return False
 
 
@@ -329,13 +329,13 @@ def read_source(args, is_folder: bool):
             config, state_dict = convert.convert_tf_variables(variables, args.pyramid_levels or 7)
         except convert.ConversionError as error:
             raise ExportError(str(error)) from None
-        return config, state_dict, loaded, f'{len(variables)} variables'
+        return config, state_dict, loaded, f"{len(variables)} variables"
     try:
         config, state_dict, layout, stored = checkpoints.load_weights(args.model_path, args.pyramid_levels)
     except checkpoints.CheckpointError as error:
         raise ExportError(checkpoints.message(args.model_path, error)) from None
-    return config, state_dict, None, (f'{len(state_dict) - 1} {str(stored)[6:]} tensors in '
-                                      f'{checkpoints.LAYOUT_NAMES[layout]} names')
+    return config, state_dict, None, (f"{len(state_dict) - 1} {str(stored)[6:]} tensors in "
+                                      f"{checkpoints.LAYOUT_NAMES[layout]} names")
 
 
 def write(model: Interpolator, args, dtype: torch.dtype, path: str) -> str:
@@ -346,27 +346,27 @@ def write(model: Interpolator, args, dtype: torch.dtype, path: str) -> str:
             onnx_export.export_onnx(model, path)
         except onnx_export.OnnxExportError as error:
             raise ExportError(str(error)) from None
-        return 'ONNX'
+        return "ONNX"
     stored = Interpolator(**model.config).eval()
     stored.load_state_dict(model.state_dict())
     stored.to(dtype)
     if args.statedict:
-        if args.save_path.lower().endswith('.safetensors'):
+        if args.save_path.lower().endswith(".safetensors"):
             try:
                 checkpoints.save_safetensors(stored.state_dict(), path)
             except ImportError:
-                raise ExportError('writing .safetensors needs the safetensors package: '
-                                  'pip install safetensors') from None
-            return 'state dict (safetensors)'
+                raise ExportError("writing .safetensors needs the safetensors package: "
+                                  "pip install safetensors") from None
+            return "state dict (safetensors)"
         torch.save(stored.state_dict(), path)
-        return 'state dict'
+        return "state dict"
     # Through memory: saved to a path, the archive's root folder is named
     # after the (temporary) file, and two exports would differ.
     archive = io.BytesIO()
     torch.jit.save(torch.jit.script(stored), archive)
     with open(path, "wb") as file:
         file.write(archive.getvalue())
-    return 'TorchScript'
+    return "TorchScript"
 
 
 @torch.no_grad()
@@ -377,49 +377,49 @@ def check_written(kind: str, path: str, model: Interpolator, dtype: torch.dtype,
     back through ``checkpoints`` and must hold exactly the weights written.
     """
     failures, lines = [], []
-    if kind.startswith('state dict'):
+    if kind.startswith("state dict"):
         reread = checkpoints.interpolator_from_file(path)
         expected = {k: v.to(dtype).float() for k, v in model.state_dict().items() if v.is_floating_point()}
         differing = [k for k, v in reread.state_dict().items() if k in expected and not torch.equal(v, expected[k])]
         if differing or reread.config != model.config:
             failures.append(f'the state dict read back differs ({", ".join(differing[:3]) or "configuration"})')
-        lines.append(f'  read back: {len(expected)} tensors as written, configuration {reread.config == model.config}')
+        lines.append(f"  read back: {len(expected)} tensors as written, configuration {reread.config == model.config}")
     else:
         height, width = TEST_SIZE
         x0, x1 = test_frames(height, width)
         dt = torch.full((1, 1), 0.5)
         cases = [(x0, x1, dt)]
-        if kind == 'ONNX':
+        if kind == "ONNX":
             first, second = test_frames(*SECOND_TEST_SIZE, seed=1)
             # Two pairs in one batch, each with its own time.
             cases.append((torch.cat([first, second]), torch.cat([second, first]), torch.tensor([[0.5], [0.25]])))
             import onnx_export
             run = onnx_export.session(path)
             produce = lambda a, b, t: onnx_export.run(run, a, b, t)
-            label = 'ONNX Runtime (CPU)'
+            label = "ONNX Runtime (CPU)"
         else:
-            scripted = torch.jit.load(path, map_location='cpu').float().eval()
+            scripted = torch.jit.load(path, map_location="cpu").float().eval()
             produce = lambda a, b, t: scripted(a, b, t).numpy()
-            label = f'the TorchScript file ({str(dtype)[6:]} weights, fp32 compute)'
-        bound = tolerance if dtype == torch.float32 or kind == 'ONNX' else ROUNDED_WEIGHTS_TOLERANCE
+            label = f"the TorchScript file ({str(dtype)[6:]} weights, fp32 compute)"
+        bound = tolerance if dtype == torch.float32 or kind == "ONNX" else ROUNDED_WEIGHTS_TOLERANCE
         for index, (a, b, t) in enumerate(cases):
-            size = f'{a.shape[0]} x {a.shape[-1]}x{a.shape[-2]}'
+            size = f"{a.shape[0]} x {a.shape[-1]}x{a.shape[-2]}"
             actual = produce(a, b, t)
             if index == 0 and tf_outputs is not None:
-                reference = tf_outputs['image'].transpose(0, 3, 1, 2)
-                against = 'TensorFlow'
+                reference = tf_outputs["image"].transpose(0, 3, 1, 2)
+                against = "TensorFlow"
             else:
                 reference = model(a, b, t).numpy()
-                against = 'our network'
+                against = "our network"
             error = float(np.abs(actual - reference).max() / max(np.abs(reference).max(), 1e-12))
-            lines.append(f'  {label} on {size}, image vs {against}: {error:.1e}')
+            lines.append(f"  {label} on {size}, image vs {against}: {error:.1e}")
             if not error <= bound:
-                failures.append(f'{label} on {size}: error {error:.2e} > {bound:g}')
-    print('Written file:')
+                failures.append(f"{label} on {size}: error {error:.2e} > {bound:g}")
+    print("Written file:")
     for line in lines:
         print(line)
     if failures:
-        raise ExportError('self-test failed: ' + '; '.join(failures) + ' (nothing written)')
+        raise ExportError("self-test failed: " + "; ".join(failures) + " (nothing written)")
 
 
 def export(args) -> int:
@@ -431,23 +431,23 @@ def export(args) -> int:
         model = Interpolator(**config).eval()
         model.load_state_dict(state_dict)
         parameters = sum(p.numel() for p in model.parameters())
-        print(f'Read {what} ({parameters:,} parameters) from {args.model_path}')
-        print(f'Configuration: {config}')
+        print(f"Read {what} ({parameters:,} parameters) from {args.model_path}")
+        print(f"Configuration: {config}")
         # ONNX is written in fp32: TensorRT chooses its precision when it builds an engine.
         dtype = torch.float32 if args.fp32 or args.onnx else torch.float16
         tf_outputs = None
         if args.skiptest:
-            print('Self-test skipped (--skiptest)')
+            print("Self-test skipped (--skiptest)")
         elif loaded is not None:
             tf_outputs = self_test(loaded, model, dtype, args.tolerance, args.gpu, args.verbose)
         kind = write(model, args, dtype, destination.temporary)
-        if not args.skiptest and (loaded is None or kind == 'ONNX'):
+        if not args.skiptest and (loaded is None or kind == "ONNX"):
             check_written(kind, destination.temporary, model, dtype, tf_outputs, args.tolerance)
         destination.commit()
     except BaseException:
         destination.discard()
         raise
-    print(f'Wrote {kind} ({str(dtype)[6:]}) to {args.save_path} in {time.perf_counter() - start:.1f} s')
+    print(f"Wrote {kind} ({str(dtype)[6:]}) to {args.save_path} in {time.perf_counter() - start:.1f} s")
     return 0
 
 
@@ -455,5 +455,5 @@ def main(argv=None) -> int:
     return cli.run_reporting_errors(export, build_parser().parse_args(argv))
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     sys.exit(main())

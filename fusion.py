@@ -65,7 +65,7 @@ class FusionLevel(nn.Module):
     def literal_upsample_conv(self, coarser: Tensor, height: int, width: int) -> Tensor:
         """The original's operations, one by one (no activation after up_conv, as there)."""
         # 'nearest-exact' is TF's nearest-neighbour resize with half-pixel centres.
-        upsampled = F.interpolate(coarser, size=(height, width), mode='nearest-exact')
+        upsampled = F.interpolate(coarser, size=(height, width), mode="nearest-exact")
         return self.up_conv(F.pad(upsampled, (0, 1, 0, 1)))
 
     def forward(self, coarser: Tensor, level_input: List[Tensor]) -> Tensor:

@@ -38,13 +38,13 @@ class Interpolator(nn.Module):
         super().__init__()
         flow_convs, flow_filters = tuple(int(c) for c in flow_convs), tuple(int(f) for f in flow_filters)
         if not 1 <= sub_levels <= pyramid_levels:
-            raise ValueError(f'sub_levels must be in [1, pyramid_levels], got {sub_levels}')
+            raise ValueError(f"sub_levels must be in [1, pyramid_levels], got {sub_levels}")
         if not 1 <= specialized_levels < pyramid_levels:
-            raise ValueError(f'specialized_levels must be in [1, pyramid_levels), got {specialized_levels}')
+            raise ValueError(f"specialized_levels must be in [1, pyramid_levels), got {specialized_levels}")
         if not 2 <= fusion_pyramid_levels <= pyramid_levels:
-            raise ValueError(f'fusion_pyramid_levels must be in [2, pyramid_levels], got {fusion_pyramid_levels}')
+            raise ValueError(f"fusion_pyramid_levels must be in [2, pyramid_levels], got {fusion_pyramid_levels}")
         if filters < 1 or min(flow_filters, default=0) < 2 or min(flow_convs, default=0) < 1:
-            raise ValueError('filters must be >= 1, flow_filters >= 2 and flow_convs >= 1')
+            raise ValueError("filters must be >= 1, flow_filters >= 2 and flow_convs >= 1")
         self.config = dict(pyramid_levels=pyramid_levels, fusion_pyramid_levels=fusion_pyramid_levels,
                            specialized_levels=specialized_levels, sub_levels=sub_levels, filters=filters,
                            flow_convs=flow_convs, flow_filters=flow_filters)
@@ -52,7 +52,7 @@ class Interpolator(nn.Module):
         self.fusion_pyramid_levels = fusion_pyramid_levels
         # pyramid_levels is the one setting that no weight shape reveals: keep it
         # in the state dict so that a saved state dict rebuilds the same network.
-        self.register_buffer('pyramid_levels_', torch.tensor(pyramid_levels, dtype=torch.int64))
+        self.register_buffer("pyramid_levels_", torch.tensor(pyramid_levels, dtype=torch.int64))
 
         feature_channels = FeatureExtractor.channels(filters, sub_levels, pyramid_levels)
         self.feature_extractor = FeatureExtractor(filters, sub_levels)
@@ -68,19 +68,19 @@ class Interpolator(nn.Module):
 
     def _check_inputs(self, x0: Tensor, x1: Tensor):
         if x0.dim() != 4 or x0.shape[1] != 3 or x0.shape != x1.shape:
-            raise ValueError(f'x0 and x1 must both be (B, 3, H, W) of one shape, got '
-                             f'{list(x0.shape)} and {list(x1.shape)}')
+            raise ValueError(f"x0 and x1 must both be (B, 3, H, W) of one shape, got "
+                             f"{list(x0.shape)} and {list(x1.shape)}")
         smallest = 1 << (self.pyramid_levels - 1)
         if x0.shape[2] < smallest or x0.shape[3] < smallest:
-            raise ValueError(f'frames must be at least {smallest}x{smallest} pixels for '
-                             f'{self.pyramid_levels} pyramid levels, got {x0.shape[2]}x{x0.shape[3]}: pad them')
+            raise ValueError(f"frames must be at least {smallest}x{smallest} pixels for "
+                             f"{self.pyramid_levels} pyramid levels, got {x0.shape[2]}x{x0.shape[3]}: pad them")
 
     def _check_pair(self, name: str, pyramid0: List[Tensor], pyramid1: List[Tensor]):
         """Both frames' pyramids of one pair must come from frames of one size."""
         if len(pyramid0) != len(pyramid1) or pyramid0[0].shape != pyramid1[0].shape:
-            raise ValueError(f'{name} of the two frames differ: {len(pyramid0)} levels from '
-                             f'{list(pyramid0[0].shape)} and {len(pyramid1)} levels from '
-                             f'{list(pyramid1[0].shape)}; encode frames of one size')
+            raise ValueError(f"{name} of the two frames differ: {len(pyramid0)} levels from "
+                             f"{list(pyramid0[0].shape)} and {len(pyramid1)} levels from "
+                             f"{list(pyramid1[0].shape)}; encode frames of one size")
 
     @torch.jit.export
     def encode(self, image: Tensor) -> Tuple[List[Tensor], List[Tensor]]:
@@ -99,7 +99,7 @@ class Interpolator(nn.Module):
         warps frame 0 onto frame 1's. Scaled by ``1 - dt`` and ``dt`` they warp
         both frames to time ``dt``.
         """
-        self._check_pair('feature pyramids', features0, features1)
+        self._check_pair("feature pyramids", features0, features1)
         forward_residuals, backward_residuals = self._residual_flows(features0, features1)
         levels = self.fusion_pyramid_levels
         return (flow_pyramid_synthesis(forward_residuals)[:levels],
@@ -132,8 +132,8 @@ class Interpolator(nn.Module):
                    features1: List[Tensor], forward_flows: List[Tensor], backward_flows: List[Tensor],
                    dt: Tensor) -> Tensor:
         """The frame at ``dt`` from both frames' pyramids and the pair's flows."""
-        self._check_pair('image pyramids', images0, images1)
-        self._check_pair('feature pyramids', features0, features1)
+        self._check_pair("image pyramids", images0, images1)
+        self._check_pair("feature pyramids", features0, features1)
         return self.fusion(self._warp_to_time(images0, features0, images1, features1, forward_flows,
                                               backward_flows, dt))
 
@@ -156,14 +156,14 @@ class Interpolator(nn.Module):
         backward_flows = flow_pyramid_synthesis(backward_residuals)[:self.fusion_pyramid_levels]
         aligned = self._warp_to_time(images0, features0, images1, features1, forward_flows, backward_flows, dt)
         outputs: Dict[str, Tensor] = {
-            'x0_warped': aligned[0][0].contiguous(),
-            'x1_warped': aligned[0][2].contiguous(),
+            "x0_warped": aligned[0][0].contiguous(),
+            "x1_warped": aligned[0][2].contiguous(),
         }
-        outputs['image'] = self.fusion(aligned)  # consumes aligned
-        for name, pyramid in (('forward_residual_flow_pyramid', forward_residuals),
-                              ('backward_residual_flow_pyramid', backward_residuals),
-                              ('forward_flow_pyramid', forward_flows),
-                              ('backward_flow_pyramid', backward_flows)):
+        outputs["image"] = self.fusion(aligned)  # consumes aligned
+        for name, pyramid in (("forward_residual_flow_pyramid", forward_residuals),
+                              ("backward_residual_flow_pyramid", backward_residuals),
+                              ("forward_flow_pyramid", forward_flows),
+                              ("backward_flow_pyramid", backward_flows)):
             for i, level in enumerate(pyramid):
-                outputs[name + '/' + str(i)] = level
+                outputs[name + "/" + str(i)] = level
         return outputs

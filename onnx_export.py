@@ -41,15 +41,15 @@ import util
 from interpolator import Interpolator
 
 OPSET = 18
-INPUT_NAMES = ('x0', 'x1', 'dt')
-OUTPUT_NAME = 'image'
+INPUT_NAMES = ("x0", "x1", "dt")
+OUTPUT_NAME = "image"
 # Ops that TensorRT's ONNX parser implements (onnx-tensorrt operators.md);
 # an exported graph must use no other (checked by ``check_ops``).
 TENSORRT_OPS = frozenset({
-    'Add', 'AveragePool', 'Cast', 'Concat', 'Constant', 'Conv', 'Div', 'Expand', 'Gather', 'GatherND',
-    'GridSample', 'Identity', 'LeakyRelu', 'Max', 'Min', 'Mul', 'Pad', 'Range', 'Reshape', 'Resize', 'Shape',
-    'Slice', 'Squeeze', 'Sub', 'Transpose', 'Unsqueeze', 'Where', 'Floor', 'Clip', 'Neg', 'Equal', 'Less',
-    'Greater', 'Not', 'And', 'Or', 'ReduceSum', 'ConstantOfShape', 'Tile',
+    "Add", "AveragePool", "Cast", "Concat", "Constant", "Conv", "Div", "Expand", "Gather", "GatherND",
+    "GridSample", "Identity", "LeakyRelu", "Max", "Min", "Mul", "Pad", "Range", "Reshape", "Resize", "Shape",
+    "Slice", "Squeeze", "Sub", "Transpose", "Unsqueeze", "Where", "Floor", "Clip", "Neg", "Equal", "Less",
+    "Greater", "Not", "And", "Or", "ReduceSum", "ConstantOfShape", "Tile",
 })
 
 
@@ -59,7 +59,7 @@ class OnnxExportError(ValueError):
 
 def min_size(config) -> int:
     """The smallest height and width the exported model takes (coarsest level of 2 px)."""
-    return 2 ** int(config['pyramid_levels'])
+    return 2 ** int(config["pyramid_levels"])
 
 
 def graph_network(model: Interpolator) -> Interpolator:
@@ -72,12 +72,12 @@ def graph_network(model: Interpolator) -> Interpolator:
 @contextlib.contextmanager
 def _exporter_quiet():
     """The exporter's progress lines, warnings and log records (e.g. no torchvision) kept off the terminal."""
-    logger = logging.getLogger('torch.onnx')
+    logger = logging.getLogger("torch.onnx")
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter('ignore')
+            warnings.simplefilter("ignore")
             yield
     finally:
         logger.setLevel(level)
@@ -89,8 +89,8 @@ def export_onnx(model: Interpolator, path: str) -> None:
         import onnxscript  # noqa: F401 (torch.onnx's exporter needs it)
         import onnx  # noqa: F401
     except ImportError:
-        raise OnnxExportError('writing ONNX needs the onnx and onnxscript packages: '
-                              'pip install onnx onnxscript onnxruntime') from None
+        raise OnnxExportError("writing ONNX needs the onnx and onnxscript packages: "
+                              "pip install onnx onnxscript onnxruntime") from None
     network = graph_network(model)
     smallest = min_size(model.config)
     # Batch 2 and sizes above the minimum: an example dimension of 1, or equal
@@ -99,22 +99,22 @@ def export_onnx(model: Interpolator, path: str) -> None:
     x0 = torch.rand(2, 3, height, width)
     x1 = torch.rand(2, 3, height, width)
     dt = torch.full((2, 1), 0.5)
-    batch = torch.export.Dim('batch', min=1)
-    frame_height = torch.export.Dim('height', min=smallest)
-    frame_width = torch.export.Dim('width', min=smallest)
+    batch = torch.export.Dim("batch", min=1)
+    frame_height = torch.export.Dim("height", min=smallest)
+    frame_width = torch.export.Dim("width", min=smallest)
     frames = {0: batch, 2: frame_height, 3: frame_width}
     try:
-        with util.device_branches('cuda'), torch.no_grad(), _exporter_quiet():
+        with util.device_branches("cuda"), torch.no_grad(), _exporter_quiet():
             program = torch.onnx.export(network, (x0, x1, dt), input_names=list(INPUT_NAMES),
                                         output_names=[OUTPUT_NAME], opset_version=OPSET, dynamo=True,
-                                        dynamic_shapes={'x0': frames, 'x1': frames, 'dt': {0: batch}},
+                                        dynamic_shapes={"x0": frames, "x1": frames, "dt": {0: batch}},
                                         external_data=False, optimize=True)
             program.save(path, external_data=False)
     except OnnxExportError:
         raise
     except Exception as error:
         text = str(error).strip()
-        raise OnnxExportError(f'the ONNX export failed: {text.splitlines()[0] if text else type(error).__name__}') \
+        raise OnnxExportError(f"the ONNX export failed: {text.splitlines()[0] if text else type(error).__name__}") \
             from None
     check_ops(path)
 
@@ -129,7 +129,7 @@ def op_types(path: str) -> List[str]:
 def opset(path: str) -> int:
     import onnx
     model = onnx.load(path, load_external_data=False)
-    return next(entry.version for entry in model.opset_import if entry.domain in ('', 'ai.onnx'))
+    return next(entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx"))
 
 
 def check_ops(path: str) -> None:
@@ -143,11 +143,11 @@ def session(path: str, threads: Optional[int] = None):
     try:
         import onnxruntime as ort
     except ImportError:
-        raise OnnxExportError('running ONNX needs onnxruntime: pip install onnxruntime') from None
+        raise OnnxExportError("running ONNX needs onnxruntime: pip install onnxruntime") from None
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
-    return ort.InferenceSession(path, sess_options=options, providers=['CPUExecutionProvider'])
+    return ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def run(onnx_session, x0, x1, dt) -> np.ndarray:

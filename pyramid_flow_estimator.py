@@ -56,10 +56,10 @@ class PyramidFlowEstimator(nn.Module):
         """
         super().__init__()
         if not (len(flow_convs) == len(flow_filters) == specialized_levels + 1):
-            raise ValueError(f'flow_convs and flow_filters need specialized_levels + 1 = '
-                             f'{specialized_levels + 1} entries, got {list(flow_convs)} and {list(flow_filters)}')
+            raise ValueError(f"flow_convs and flow_filters need specialized_levels + 1 = "
+                             f"{specialized_levels + 1} entries, got {list(flow_convs)} and {list(flow_filters)}")
         if len(feature_channels) <= specialized_levels:
-            raise ValueError('the pyramid needs more levels than specialized_levels')
+            raise ValueError("the pyramid needs more levels than specialized_levels")
         self.predictors = nn.ModuleList(
             FlowEstimator(2 * feature_channels[i], flow_convs[i], flow_filters[i])
             for i in range(specialized_levels))

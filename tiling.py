@@ -125,7 +125,7 @@ def estimate_peak_memory(height: int, width: int, filters: int = 64, dtype_bytes
     under ``torch.no_grad()``; ``dtype_bytes`` is 4 for float32, 2 for half
     precision. The formula and its calibration data are in the comment above.
     """
-    for name, value in (('height', height), ('width', width), ('filters', filters), ('dtype_bytes', dtype_bytes)):
+    for name, value in (("height", height), ("width", width), ("filters", filters), ("dtype_bytes", dtype_bytes)):
         _require_positive_int(name, value)
     weights = WEIGHT_FACTOR * parameter_count(filters) * dtype_bytes
     activations = height * width * (PER_PIXEL_BASE_BYTES + PER_PIXEL_PER_FILTER_BYTES * filters) * dtype_bytes / 4
@@ -151,8 +151,8 @@ def choose_tile_size(height: int, width: int, max_memory_bytes: int, filters: in
     The requirement of a run is ``required_memory``. Tile sizes are multiples
     of 64. Raises ValueError when even a 64-pixel tile does not fit.
     """
-    for name, value in (('height', height), ('width', width), ('max_memory_bytes', max_memory_bytes),
-                        ('filters', filters), ('dtype_bytes', dtype_bytes)):
+    for name, value in (("height", height), ("width", width), ("max_memory_bytes", max_memory_bytes),
+                        ("filters", filters), ("dtype_bytes", dtype_bytes)):
         _require_positive_int(name, value)
 
     def required(tile_height: int, tile_width: int) -> float:
@@ -166,9 +166,9 @@ def choose_tile_size(height: int, width: int, max_memory_bytes: int, filters: in
         if required(min(tile, height), min(tile, width)) <= max_memory_bytes:
             return tile
     smallest = required(min(TILE_MULTIPLE, height), min(TILE_MULTIPLE, width))
-    raise ValueError(f'max_memory_bytes={max_memory_bytes} ({max_memory_bytes / 2**30:.2f} GiB) is too small '
-                     f'for a {height}x{width} frame: even {TILE_MULTIPLE}-pixel tiles need about '
-                     f'{smallest / 2**30:.2f} GiB')
+    raise ValueError(f"max_memory_bytes={max_memory_bytes} ({max_memory_bytes / 2**30:.2f} GiB) is too small "
+                     f"for a {height}x{width} frame: even {TILE_MULTIPLE}-pixel tiles need about "
+                     f"{smallest / 2**30:.2f} GiB")
 
 
 def default_overlap(tile_size: int) -> int:
@@ -187,7 +187,7 @@ def tile_starts(length: int, tile_size: int, overlap: int) -> List[int]:
     would leave hanging over the border are shifted inward, and the slack is
     shared by every seam instead of piling up at the last one.
     """
-    _require_positive_int('length', length)
+    _require_positive_int("length", length)
     _check_tile_size(tile_size)
     overlap = _check_overlap(overlap, tile_size)
     if length <= tile_size:
@@ -248,8 +248,8 @@ def interpolate_tiled(model: Callable[[Tensor, Tensor, Tensor], Tensor], x0: Ten
     _check_tile_size(tile_size)
     overlap = default_overlap(tile_size) if overlap is None else _check_overlap(overlap, tile_size)
     if not (isinstance(x0, Tensor) and isinstance(x1, Tensor)) or x0.dim() != 4 or x0.shape != x1.shape:
-        raise ValueError(f'x0 and x1 must be (B, C, H, W) tensors of one shape, got '
-                         f'{_shape_of(x0)} and {_shape_of(x1)}')
+        raise ValueError(f"x0 and x1 must be (B, C, H, W) tensors of one shape, got "
+                         f"{_shape_of(x0)} and {_shape_of(x1)}")
     height, width = x0.shape[-2], x0.shape[-1]
     if height <= tile_size and width <= tile_size:
         return model(x0, x1, dt)
@@ -265,8 +265,8 @@ def interpolate_tiled(model: Callable[[Tensor, Tensor, Tensor], Tensor], x0: Ten
             tile = model(x0[:, :, rows, columns].contiguous(), x1[:, :, rows, columns].contiguous(), dt)
             expected = (x0.shape[0], row_window.numel(), column_window.numel())
             if tile.dim() != 4 or (tile.shape[0], tile.shape[2], tile.shape[3]) != expected:
-                raise ValueError(f'the model returned {list(tile.shape)} for a tile of {expected[1]}x{expected[2]} '
-                                 f'pixels and batch {expected[0]}: tiling needs an output of the input size')
+                raise ValueError(f"the model returned {list(tile.shape)} for a tile of {expected[1]}x{expected[2]} "
+                                 f"pixels and batch {expected[0]}: tiling needs an output of the input size")
             if accumulated is None:
                 output_dtype = tile.dtype
                 accumulated = torch.zeros(tile.shape[0], tile.shape[1], height, width, device=tile.device,
@@ -290,7 +290,7 @@ class TiledInterpolator:
     def __init__(self, model: Callable[[Tensor, Tensor, Tensor], Tensor], tile_size: int,
                  overlap: Optional[int] = None):
         if not callable(model):
-            raise ValueError(f'model must be callable as model(x0, x1, dt), got {type(model).__name__}')
+            raise ValueError(f"model must be callable as model(x0, x1, dt), got {type(model).__name__}")
         _check_tile_size(tile_size)
         self.model = model
         self.tile_size = int(tile_size)
@@ -302,7 +302,7 @@ class TiledInterpolator:
     __call__ = forward
 
     def __repr__(self) -> str:
-        return f'TiledInterpolator(tile_size={self.tile_size}, overlap={self.overlap})'
+        return f"TiledInterpolator(tile_size={self.tile_size}, overlap={self.overlap})"
 
 
 # --------------------------------------------------------------------------- checks
@@ -314,22 +314,22 @@ def _is_integer(value) -> bool:
 
 def _require_positive_int(name: str, value) -> None:
     if not _is_integer(value) or value < 1:
-        raise ValueError(f'{name} must be a positive integer, got {value!r}')
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _check_tile_size(tile_size) -> None:
     if not _is_integer(tile_size) or tile_size < TILE_MULTIPLE or tile_size % TILE_MULTIPLE:
-        suggestion = ''
+        suggestion = ""
         if _is_integer(tile_size) and tile_size > TILE_MULTIPLE:
-            suggestion = f', e.g. {tile_size - tile_size % TILE_MULTIPLE}'
-        raise ValueError(f'tile_size must be a multiple of {TILE_MULTIPLE} and at least {TILE_MULTIPLE} '
-                         f'(the model halves the frame 6 times), got {tile_size!r}{suggestion}')
+            suggestion = f", e.g. {tile_size - tile_size % TILE_MULTIPLE}"
+        raise ValueError(f"tile_size must be a multiple of {TILE_MULTIPLE} and at least {TILE_MULTIPLE} "
+                         f"(the model halves the frame 6 times), got {tile_size!r}{suggestion}")
 
 
 def _check_overlap(overlap, tile_size: int) -> int:
     if not _is_integer(overlap) or not 0 <= 2 * overlap < tile_size:
-        raise ValueError(f'overlap must be an integer with 0 <= overlap < tile_size / 2 = {tile_size / 2:g} '
-                         f'(so that no pixel is in more than two tiles per dimension), got {overlap!r}')
+        raise ValueError(f"overlap must be an integer with 0 <= overlap < tile_size / 2 = {tile_size / 2:g} "
+                         f"(so that no pixel is in more than two tiles per dimension), got {overlap!r}")
     return int(overlap)
 
 

@@ -78,7 +78,7 @@ def fused_cpu_kernels(x: Tensor) -> bool:
     its non-oneDNN kernel is faster (3x on the tiny test networks).
     """
     if not torch.jit.is_scripting():
-        return (branch_device(x) == 'cpu' and x.dtype == torch.float32 and x.numel() > 20480
+        return (branch_device(x) == "cpu" and x.dtype == torch.float32 and x.numel() > 20480
                 and not torch.is_grad_enabled() and torch.backends.mkldnn.is_available())
     return False
 
@@ -95,7 +95,7 @@ def conv_leaky_relu(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor
     padding = weight.shape[-1] // 2
     if not torch.jit.is_scripting():
         if fused_cpu_kernels(x):
-            return _onednn_conv(x, weight, bias, padding, 'leaky_relu', [0.2])
+            return _onednn_conv(x, weight, bias, padding, "leaky_relu", [0.2])
     return leaky_relu(F.conv2d(x, weight, bias, padding=padding))
 
 
@@ -117,10 +117,10 @@ def conv_sum_leaky_relu(inputs: List[Tensor], weights: List[Tensor], bias: Optio
     finest flow level that buffer has 128 channels, the output 32).
     """
     padding = weights[0].shape[-1] // 2
-    out = _onednn_conv(inputs[0], weights[0], bias, padding, 'none', [])
+    out = _onednn_conv(inputs[0], weights[0], bias, padding, "none", [])
     for k in range(1, len(inputs)):
         torch.ops.mkldnn._convolution_pointwise_(out, inputs[k], weights[k], None, [padding, padding], [1, 1],
-                                                 [1, 1], 1, 'add', None, None, [], None)
+                                                 [1, 1], 1, "add", None, None, [], None)
     # oneDNN fuses only ReLU after a sum, hence the separate activation (on
     # the output, narrower than the inputs).
     return leaky_relu(out)
@@ -198,7 +198,7 @@ def upsample_flow(flow: Tensor, height: int, width: int) -> Tensor:
     the finer one; resampling is bilinear with half-pixel centres, which is
     what ``tf.image.resize`` does by default (also for odd target sizes).
     """
-    return F.interpolate(2.0 * flow, size=(height, width), mode='bilinear', align_corners=False)
+    return F.interpolate(2.0 * flow, size=(height, width), mode="bilinear", align_corners=False)
 
 
 def bilinear_taps(flow: Tensor) -> Tuple[Tensor, Tensor]:
@@ -234,8 +234,8 @@ def _check_warp_sizes(image: Tensor, per_pixel: Tensor):
     """``per_pixel`` (B, H, W, ...): taps or grid, which must match the image's B, H, W."""
     if (per_pixel.shape[0] != image.shape[0] or per_pixel.shape[1] != image.shape[2]
             or per_pixel.shape[2] != image.shape[3]):
-        raise ValueError(f'cannot warp a {image.shape[2]}x{image.shape[3]} image (batch {image.shape[0]}) by a '
-                         f'flow of {per_pixel.shape[1]}x{per_pixel.shape[2]} (batch {per_pixel.shape[0]})')
+        raise ValueError(f"cannot warp a {image.shape[2]}x{image.shape[3]} image (batch {image.shape[0]}) by a "
+                         f"flow of {per_pixel.shape[1]}x{per_pixel.shape[2]} (batch {per_pixel.shape[0]})")
 
 
 def gather_bilinear(image: Tensor, taps: Tuple[Tensor, Tensor]) -> Tensor:
@@ -250,7 +250,7 @@ def gather_bilinear(image: Tensor, taps: Tuple[Tensor, Tensor]) -> Tensor:
     _check_warp_sizes(image, indices)
     table = image.permute(0, 2, 3, 1).reshape(batch * height * width, channels)
     warped = F.embedding_bag(indices.view(-1, 4), table, per_sample_weights=weights.view(-1, 4).to(image.dtype),
-                             mode='sum')
+                             mode="sum")
     return warped.view(batch, height, width, channels).permute(0, 3, 1, 2)
 
 
@@ -283,13 +283,13 @@ def _at_least_one(size: int) -> int:
 def warp_with_grid(image: Tensor, grid: Tensor) -> Tensor:
     _check_warp_sizes(image, grid)  # grid_sample itself would resample to the grid's size without a word
     if image.dtype == grid.dtype:
-        return F.grid_sample(image, grid, mode='bilinear', padding_mode='border', align_corners=True)
+        return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
     # Reduced precision: sample float32 slices of 32 channels (bounded extra
     # memory) and cast back.
     warped = torch.empty_like(image)
     for start in range(0, image.shape[1], 32):
         part = image[:, start:start + 32].float()
-        warped[:, start:start + 32] = F.grid_sample(part, grid, mode='bilinear', padding_mode='border',
+        warped[:, start:start + 32] = F.grid_sample(part, grid, mode="bilinear", padding_mode="border",
                                                     align_corners=True)
     return warped
 
@@ -300,13 +300,13 @@ def warp_sampler(flow: Tensor) -> Tuple[Tensor, Tensor]:
     On the CPU, ``bilinear_taps``; elsewhere (grid_sample is the fast kernel
     on GPUs, and MPS lacks embedding_bag) the grid and an unused placeholder.
     """
-    if branch_device(flow) == 'cpu':
+    if branch_device(flow) == "cpu":
         return bilinear_taps(flow)
     return sampling_grid(flow), flow.new_empty(0)
 
 
 def warp_with(image: Tensor, sampler: Tuple[Tensor, Tensor]) -> Tensor:
-    if branch_device(image) == 'cpu':
+    if branch_device(image) == "cpu":
         return gather_bilinear(image, sampler)
     return warp_with_grid(image, sampler[0])
 

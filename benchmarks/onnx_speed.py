@@ -28,11 +28,11 @@ from interpolator import STYLE_CONFIG, Interpolator  # noqa: E402
 
 def cpu_line() -> str:
     fields = {}
-    for line in subprocess.run(['lscpu'], capture_output=True, text=True).stdout.splitlines():
-        key, _, value = line.partition(':')
+    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+        key, _, value = line.partition(":")
         fields[key.strip()] = value.strip()
-    flags = set(fields.get('Flags', '').split())
-    isa = [f for f in ('avx2', 'fma', 'avx512f', 'avx512_bf16', 'avx512_fp16', 'amx_tile', 'amx_bf16') if f in flags]
+    flags = set(fields.get("Flags", "").split())
+    isa = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16") if f in flags]
     return f"{fields.get('Model name', '?')}; {os.cpu_count()} CPUs seen; ISA: {' '.join(isa) or 'none of avx2/avx512'}"
 
 
@@ -48,20 +48,20 @@ def timed(function, runs):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--size', default='384x640', help='HxW (default %(default)s)')
-    parser.add_argument('--runs', type=int, default=3)
-    parser.add_argument('--threads', type=int, default=None)
+    parser.add_argument("--size", default="384x640", help="HxW (default %(default)s)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
-    height, width = (int(v) for v in args.size.split('x'))
+    height, width = (int(v) for v in args.size.split("x"))
     threads = runtime.set_threads(args.threads)
     torch.manual_seed(0)
     model = Interpolator(**STYLE_CONFIG).eval()
     x0, x1 = export.test_frames(height, width)
     dt = torch.full((1, 1), 0.5)
     with tempfile.TemporaryDirectory() as folder:
-        script_path = os.path.join(folder, 'film.pt')
+        script_path = os.path.join(folder, "film.pt")
         torch.jit.script(model).save(script_path)
-        onnx_path = os.path.join(folder, 'film.onnx')
+        onnx_path = os.path.join(folder, "film.onnx")
         start = time.perf_counter()
         onnx_export.export_onnx(model, onnx_path)
         export_seconds = time.perf_counter() - start
@@ -72,16 +72,17 @@ def main():
             reference = ours(x0, x1, dt).numpy()
             error = onnx_export.relative_error(onnx_export.run(session, x0, x1, dt), reference)
             figures = {
-                'TorchScript file as our programs run it (runtime.load_model)': timed(lambda: ours(x0, x1, dt), args.runs),
-                'TorchScript module itself (torch.jit.load)': timed(lambda: scripted(x0, x1, dt), args.runs),
-                'ONNX Runtime CPU': timed(lambda: onnx_export.run(session, x0, x1, dt), args.runs),
+                "TorchScript file as our programs run it (runtime.load_model)":
+                    timed(lambda: ours(x0, x1, dt), args.runs),
+                "TorchScript module itself (torch.jit.load)": timed(lambda: scripted(x0, x1, dt), args.runs),
+                "ONNX Runtime CPU": timed(lambda: onnx_export.run(session, x0, x1, dt), args.runs),
             }
-    print(f'CPU: {cpu_line()}')
-    print(f'Style network (random weights), {width}x{height}, fp32, {threads} threads, median of {args.runs}:')
+    print(f"CPU: {cpu_line()}")
+    print(f"Style network (random weights), {width}x{height}, fp32, {threads} threads, median of {args.runs}:")
     for name, seconds in figures.items():
-        print(f'  {name:<62} {seconds:6.2f} s')
-    print(f'  ONNX export took {export_seconds:.0f} s; ONNX vs ours max|d|/max: {error:.1e}')
+        print(f"  {name:<62} {seconds:6.2f} s")
+    print(f"  ONNX export took {export_seconds:.0f} s; ONNX vs ours max|d|/max: {error:.1e}")
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     main()

@@ -22,33 +22,33 @@ sys.path.insert(0, str(ROOT))
 # Tests run small frames, which gain nothing from threads; on a shared 2-core
 # machine threads only wait for each other. The CLIs' --threads default
 # honours this, in-process and in the subprocesses the tests start.
-os.environ.setdefault('OMP_NUM_THREADS', '1')
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 # TensorFlow's native log lines, for the tests that import it (before they do).
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-DATA = ROOT / 'tests' / 'data'
-REFERENCE = pathlib.Path(os.environ.get('FILM_REFERENCE_DIR') or DATA)
+DATA = ROOT / "tests" / "data"
+REFERENCE = pathlib.Path(os.environ.get("FILM_REFERENCE_DIR") or DATA)
 # The folder the in-repo copy was made from, when it is beside the checkout.
-SHARED_REFERENCE = ROOT.parent / 'shared' / 'reference'
-REFERENCE_CONFIGS = ('small', 'alt')
-REFERENCE_CASES = ('photos_192x256', 'random_64x128')
-ORIGINAL_SAVEDMODEL = 'original_small_savedmodel'
+SHARED_REFERENCE = ROOT.parent / "shared" / "reference"
+REFERENCE_CONFIGS = ("small", "alt")
+REFERENCE_CASES = ("photos_192x256", "random_64x128")
+ORIGINAL_SAVEDMODEL = "original_small_savedmodel"
 
 
 def reference_config(name):
-    return json.loads((REFERENCE / f'{name}_config.json').read_text())
+    return json.loads((REFERENCE / f"{name}_config.json").read_text())
 
 
 def reference_weights(name):
-    with np.load(REFERENCE / f'{name}_weights.npz') as weights:
+    with np.load(REFERENCE / f"{name}_weights.npz") as weights:
         return dict(weights)
 
 
 def reference_case(name, case):
-    with np.load(REFERENCE / f'{name}_{case}.npz') as data:
+    with np.load(REFERENCE / f"{name}_{case}.npz") as data:
         arrays = dict(data)
-    if case.startswith('photos_') and 'x0' not in arrays:  # tests/data does not store them
-        arrays['x0'], arrays['x1'] = photo_pair()
+    if case.startswith("photos_") and "x0" not in arrays:  # tests/data does not store them
+        arrays["x0"], arrays["x1"] = photo_pair()
     return arrays
 
 
@@ -56,8 +56,8 @@ def reference_case(name, case):
 def _photo_pair():
     import cv2
     pair = []
-    for name, key in (('one', 'x0'), ('two', 'x1')):
-        pixels = cv2.imread(str(ROOT / 'photos' / f'{name}.png'), cv2.IMREAD_COLOR)[:, :, ::-1]
+    for name, key in (("one", "x0"), ("two", "x1")):
+        pixels = cv2.imread(str(ROOT / "photos" / f"{name}.png"), cv2.IMREAD_COLOR)[:, :, ::-1]
         blocks = (pixels.astype(np.float32) / 255).reshape(192, 4, 256, 4, 3)
         # The mean over each 4x4 block, summed in a fixed order (float32 additions are
         # exactly rounded, so this gives the same bits everywhere; a reordered sum can
@@ -67,12 +67,12 @@ def _photo_pair():
             for column in range(4):
                 total += blocks[:, row, :, column]
         pair.append((total / np.float32(16))[np.newaxis])
-    expected = json.loads((DATA / 'photos_inputs.json').read_text())
-    for key, array in zip(('x0', 'x1'), pair):
+    expected = json.loads((DATA / "photos_inputs.json").read_text())
+    for key, array in zip(("x0", "x1"), pair):
         digest = hashlib.sha256(array.tobytes()).hexdigest()
-        assert digest == expected[key]['sha256'], (
-            f'{key} regenerated from photos/ differs from the original\'s input (sha256 {digest}); '
-            'were photos/one.png or two.png changed?')
+        assert digest == expected[key]["sha256"], (
+            f"{key} regenerated from photos/ differs from the original's input (sha256 {digest}); "
+            "were photos/one.png or two.png changed?")
     return tuple(pair)
 
 
@@ -94,20 +94,20 @@ def original_savedmodel_path(scratch):
     folder = REFERENCE / ORIGINAL_SAVEDMODEL
     if folder.is_dir():
         return folder
-    with tarfile.open(REFERENCE / f'{ORIGINAL_SAVEDMODEL}.tar.xz') as archive:
+    with tarfile.open(REFERENCE / f"{ORIGINAL_SAVEDMODEL}.tar.xz") as archive:
         # filter='data' refuses links and paths outside `scratch` (Python >= 3.11.4 / 3.12).
-        options = {'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}
+        options = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
         archive.extractall(scratch, **options)
     return pathlib.Path(scratch) / ORIGINAL_SAVEDMODEL
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope="session")
 def original_savedmodel(tmp_path_factory):
     """Path of the original's SavedModel folder (unpacked once per session if needed)."""
-    return original_savedmodel_path(tmp_path_factory.mktemp('reference'))
+    return original_savedmodel_path(tmp_path_factory.mktemp("reference"))
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope="module")
 def one_thread():
     """Small frames gain nothing from intra-op threads; on a busy machine they only wait for each other."""
     import torch

@@ -6,47 +6,47 @@ from benchmarks import common, forward
 
 
 def test_quick_benchmark_prints_every_row(capsys):
-    assert benchmark.main(['--quick', '--repeats', '1', '--sequence_frames', '3']) == 0
+    assert benchmark.main(["--quick", "--repeats", "1", "--sequence_frames", "3"]) == 0
     output = capsys.readouterr().out
-    table = [line for line in output.splitlines() if line.startswith('| ') and 'workload' not in line]
-    variants = [line.split('|')[2].strip() for line in table]
-    assert variants == ['torch', 'torch-kept-memory', 'jit-load', 'jit-frozen', 'tensorflow', 'limit',
-                        'forward-per-frame', 'balanced',
-                        'recursive', 'direct', 'forward-per-pair', 'reuse', 'tiled', 'one-segment', 'one-process',
-                        'ray-2-workers', 'resume']
+    table = [line for line in output.splitlines() if line.startswith("| ") and "workload" not in line]
+    variants = [line.split("|")[2].strip() for line in table]
+    assert variants == ["torch", "torch-kept-memory", "jit-load", "jit-frozen", "tensorflow", "limit",
+                        "forward-per-frame", "balanced",
+                        "recursive", "direct", "forward-per-pair", "reuse", "tiled", "one-segment", "one-process",
+                        "ray-2-workers", "resume"]
     for line in table:
-        seconds = float(line.split('|')[3])
+        seconds = float(line.split("|")[3])
         assert seconds > 0
-    assert "TensorFlow's speed" in output and 'forward-per-frame' in output
-    assert 'throughput' in output and 'per extra segment' in output and 'Ray workers ready' in output
-    assert 'the rerun found' in output
+    assert "TensorFlow's speed" in output and "forward-per-frame" in output
+    assert "throughput" in output and "per extra segment" in output and "Ray workers ready" in output
+    assert "the rerun found" in output
     # The CPU and its vector ISA head the output: figures depend on them.
-    cpu_line = next(line for line in output.splitlines() if line.startswith('# CPU: '))
-    assert 'ISA: ' in cpu_line
+    cpu_line = next(line for line in output.splitlines() if line.startswith("# CPU: "))
+    assert "ISA: " in cpu_line
     # Every workload A row says how far it is from the limit row.
-    notes = {line.split('|')[2].strip(): line.split('|')[6] for line in table}
-    for variant in ('torch', 'torch-kept-memory', 'jit-load', 'jit-frozen', 'tensorflow'):
-        assert '% of the limit' in notes[variant], variant
-    assert 'each timed alone' in notes['limit']
-    assert 'runtime.load_model' in notes['torch']
+    notes = {line.split("|")[2].strip(): line.split("|")[6] for line in table}
+    for variant in ("torch", "torch-kept-memory", "jit-load", "jit-frozen", "tensorflow"):
+        assert "% of the limit" in notes[variant], variant
+    assert "each timed alone" in notes["limit"]
+    assert "runtime.load_model" in notes["torch"]
     # The TorchScript rows compute what the CLIs' row computes.
-    for variant in ('jit-load', 'jit-frozen'):
-        difference = float(notes[variant].split('max abs difference from the torch row ')[1].split()[0])
+    for variant in ("jit-load", "jit-frozen"):
+        difference = float(notes[variant].split("max abs difference from the torch row ")[1].split()[0])
         assert difference < 1e-4, variant
     # The resumed job found a segment done (it was killed after its first one).
-    found = notes['resume'].split('the rerun found ')[1].split()
-    assert int(found[0]) >= 1 and int(found[2]) > 1, notes['resume']
+    found = notes["resume"].split("the rerun found ")[1].split()
+    assert int(found[0]) >= 1 and int(found[2]) > 1, notes["resume"]
 
 
 def test_cpu_description_names_the_vector_isa():
     description = common.cpu_description()
-    assert description.startswith('CPU: ') and 'ISA: ' in description
-    with open('/proc/cpuinfo') as info:
-        flags = next(line for line in info if line.startswith('flags')).split()
-    if 'avx512f' in flags:
-        assert 'AVX-512' in description.split('(no')[0]
-    if 'avx512_bf16' not in flags:
-        assert 'no AVX-512 BF16' in description
+    assert description.startswith("CPU: ") and "ISA: " in description
+    with open("/proc/cpuinfo") as info:
+        flags = next(line for line in info if line.startswith("flags")).split()
+    if "avx512f" in flags:
+        assert "AVX-512" in description.split("(no")[0]
+    if "avx512_bf16" not in flags:
+        assert "no AVX-512 BF16" in description
 
 
 def test_limit_counts_every_convolution_of_the_forward():
@@ -77,20 +77,20 @@ def test_sequence_frames_all_have_the_full_size():
 
 def test_device_table_runs_on_the_cpu(capsys):
     """The GPU benchmark's logic (--device cuda/mps) runs here on the CPU: every size, precision and path."""
-    assert benchmark.main(['--device', 'cpu', '--quick', '--repeats', '1']) == 0
+    assert benchmark.main(["--device", "cpu", "--quick", "--repeats", "1"]) == 0
     output = capsys.readouterr().out
-    rows = [line.split('|')[1:-1] for line in output.splitlines() if line.startswith('| 192x128')]
+    rows = [line.split("|")[1:-1] for line in output.splitlines() if line.startswith("| 192x128")]
     assert [(cells[1].strip(), cells[2].strip(), cells[3].strip()) for cells in rows] == [
-        (precision, path, variant) for precision in ('fp32', 'fp16', 'bf16')
-        for path, variant in (('forward', 'plain'), ('forward', 'channels_last'), ('video', 'reuse'))]
+        (precision, path, variant) for precision in ("fp32", "fp16", "bf16")
+        for path, variant in (("forward", "plain"), ("forward", "channels_last"), ("video", "reuse"))]
     assert all(float(cells[4]) > 0 and len(cells) == 8 for cells in rows)
-    errors = {cells[1].strip(): float(cells[7].split()[0]) for cells in rows if cells[3].strip() == 'plain'}
+    errors = {cells[1].strip(): float(cells[7].split()[0]) for cells in rows if cells[3].strip() == "plain"}
     # Against the same network's fp32, within the precisions' bounds (tests/test_devices.py).
-    assert errors['fp32'] == 0 and 0 < errors['fp16'] <= 5e-3 and 0 < errors['bf16'] <= 4e-2
-    assert all('kept' in cells[7] for cells in rows if cells[3].strip() == 'channels_last')
+    assert errors["fp32"] == 0 and 0 < errors["fp16"] <= 5e-3 and 0 < errors["bf16"] <= 4e-2
+    assert all("kept" in cells[7] for cells in rows if cells[3].strip() == "channels_last")
 
 
 def test_device_table_says_when_a_variant_fails():
     from benchmarks import device
-    row = dict(size='1920x1080', precision='fp16', path='forward', variant='cuda-graph', failed='capture failed')
-    assert device.format_row(row).endswith('failed: capture failed |')
+    row = dict(size="1920x1080", precision="fp16", path="forward", variant="cuda-graph", failed="capture failed")
+    assert device.format_row(row).endswith("failed: capture failed |")

@@ -30,7 +30,7 @@ from media.encoding import ColourTags, VideoEncoding  # noqa: E402
 from test_inference_video import (assert_blends, decode_video, expected_placements, model_files,  # noqa: E402,F401
                                   pattern_frame, read_png_folder)
 
-pytestmark = pytest.mark.usefixtures('one_thread')
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 CODEC_CONTAINERS = [(codec, extension) for codec, spec in media.encoding.CODECS.items()
                     for extension in spec.extensions]

@@ -40,7 +40,7 @@ def plain_outputs(model, x0, x1, dt):
     return {name: value.detach() for name, value in outputs.items()}
 
 
-@pytest.mark.parametrize('scripted', [False, True], ids=['eager', 'torchscript'])
+@pytest.mark.parametrize("scripted", [False, True], ids=["eager", "torchscript"])
 def test_fused_cpu_path_equals_the_plain_ops(scripted):
     model = random_interpolator(0, **SMALL)
     x0, x1, dt = frames()
@@ -51,7 +51,7 @@ def test_fused_cpu_path_equals_the_plain_ops(scripted):
         actual = model.debug_forward(x0, x1, dt)
     # Eager code takes oneDNN's fused path; a scripted (exported) model names
     # only portable ops and takes the plain one (tests/test_devices.py).
-    assert ('mkldnn._convolution_pointwise' in ops.names) is (not scripted)
+    assert ("mkldnn._convolution_pointwise" in ops.names) is (not scripted)
     for name, value in expected.items():
         scale = value.abs().max().item()
         torch.testing.assert_close(actual[name], value, rtol=0, atol=1e-5 * scale, msg=name)
@@ -66,7 +66,7 @@ def test_plain_path_where_fused_kernels_do_not_apply():
         assert not util.fused_cpu_kernels(x.bfloat16())
         assert not util.fused_cpu_kernels(x.half())
         assert not util.fused_cpu_kernels(x[:, :1, :16, :16])
-        assert not util.fused_cpu_kernels(x.to('meta'))
+        assert not util.fused_cpu_kernels(x.to("meta"))
 
 
 @torch.no_grad()
@@ -95,7 +95,7 @@ def test_weights_are_stored_channels_last_also_after_loading_a_state_dict():
 
 
 @torch.no_grad()
-@pytest.mark.parametrize('size', [(40, 48), (3, 5)], ids=['fused', 'plain'])
+@pytest.mark.parametrize("size", [(40, 48), (3, 5)], ids=["fused", "plain"])
 def test_conv_pair_equals_the_convolution_of_the_concatenation(size):
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(14, 6, 3, padding=1)
@@ -123,5 +123,5 @@ def test_fusion_level_by_parts_equals_the_concatenated_input():
         expected = level(coarser, list(parts)).detach()
     with torch.no_grad(), OpNames() as ops:
         actual = level(coarser, list(parts))
-    assert 'mkldnn._convolution_pointwise_' in ops.names  # conv1 by parts did run
+    assert "mkldnn._convolution_pointwise_" in ops.names  # conv1 by parts did run
     torch.testing.assert_close(actual, expected, rtol=0, atol=1e-5 * expected.abs().max().item())

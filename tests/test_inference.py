@@ -40,7 +40,7 @@ WIDTH, HEIGHT = 101, 67  # odd on purpose: padded to 128x128 for the network
 
 # --------------------------------------------------------------------------- fixtures
 
-pytestmark = pytest.mark.usefixtures('one_thread')
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

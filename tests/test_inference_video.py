@@ -171,7 +171,7 @@ class BlendModel(torch.nn.Module):
         return x0 * (1 - time) + x1 * time
 
 
-pytestmark = pytest.mark.usefixtures('one_thread')
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from interpolator import Interpolator
 SMALL = dict(filters=4, flow_filters=(4, 4, 8, 8))
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope="module")
 def scripted():
     model = random_interpolator(**SMALL)
     buffer = io.BytesIO()
@@ -70,21 +70,21 @@ def test_dt_is_honoured(scripted):
 def test_bad_inputs_are_refused_clearly(scripted):
     _, script = scripted
     x0, x1 = frames(1, 90, 135)
-    with pytest.raises(Exception, match='at least 64x64'):
+    with pytest.raises(Exception, match="at least 64x64"):
         script(x0[:, :, :40], x1[:, :, :40], torch.full((1, 1), 0.5))
-    with pytest.raises(Exception, match='one shape'):
+    with pytest.raises(Exception, match="one shape"):
         script(x0, x1[:, :, :80], torch.full((1, 1), 0.5))
 
 
 def test_invalid_configuration_is_refused():
-    with pytest.raises(ValueError, match='flow_convs and flow_filters'):
+    with pytest.raises(ValueError, match="flow_convs and flow_filters"):
         Interpolator(flow_convs=(3, 3), flow_filters=(4, 4))
-    with pytest.raises(ValueError, match='specialized_levels'):
+    with pytest.raises(ValueError, match="specialized_levels"):
         Interpolator(pyramid_levels=3, sub_levels=3, fusion_pyramid_levels=3, specialized_levels=3)
 
 
 @torch.no_grad()
-@pytest.mark.parametrize('coarse_size', [(6, 10), (1, 1)])
+@pytest.mark.parametrize("coarse_size", [(6, 10), (1, 1)])
 def test_parity_split_upsample_conv_equals_the_literal_one(coarse_size):
     """The fusion's up_conv on exact 2x sizes runs as four small convolutions
     on the coarse grid; it must equal upsample -> pad -> 2x2 conv. Tolerance
@@ -96,7 +96,7 @@ def test_parity_split_upsample_conv_equals_the_literal_one(coarse_size):
     height, width = 2 * coarse_size[0], 2 * coarse_size[1]
     expected = level.literal_upsample_conv(coarser, height, width)
     # Written into a channels_last slice, as the fusion does.
-    buffer = torch.full((2, height, width, 7), float('nan')).permute(0, 3, 1, 2)
+    buffer = torch.full((2, height, width, 7), float("nan")).permute(0, 3, 1, 2)
     level._upsample_conv_into(coarser, buffer[:, 3:])
     assert torch.isnan(buffer[:, :3]).all()  # the level's own channels are not touched
     torch.testing.assert_close(buffer[:, 3:], expected, rtol=0, atol=1e-6 * expected.abs().max().item())
@@ -121,8 +121,8 @@ def test_reuse_api_refuses_frames_of_different_sizes(scripted):
     for model in scripted:
         images0, features0 = model.encode(frames(1, 64, 96)[0])
         images1, features1 = model.encode(frames(1, 64, 90)[0])
-        with pytest.raises((ValueError, torch.jit.Error), match='feature pyramids of the two frames differ'):
+        with pytest.raises((ValueError, torch.jit.Error), match="feature pyramids of the two frames differ"):
             model.estimate_flows(features0, features1)
         flows = model.estimate_flows(features0, features0)
-        with pytest.raises((ValueError, torch.jit.Error), match='image pyramids of the two frames differ'):
+        with pytest.raises((ValueError, torch.jit.Error), match="image pyramids of the two frames differ"):
             model.synthesize(images0, features0, images1, features1, flows[0], flows[1], torch.full((1, 1), 0.5))

@@ -33,7 +33,7 @@ def nchw(array):
 
 def build_reference_model(name):
     config, state_dict = convert.convert_tf_variables(reference_weights(name),
-                                                      reference_config(name)['config']['pyramid_levels'])
+                                                      reference_config(name)["config"]["pyramid_levels"])
     model = Interpolator(**config)
     model.load_state_dict(state_dict)
     return model.eval()
@@ -50,7 +50,7 @@ def relative_errors(outputs, case):
     """{output name: max|pt - tf| / max|tf|} over every output the original returned."""
     errors = {}
     for key, expected in case.items():
-        if key in ('x0', 'x1', 'time'):
+        if key in ("x0", "x1", "time"):
             continue
         actual = outputs[key].permute(0, 2, 3, 1).numpy()
         assert actual.shape == expected.shape, key
@@ -58,30 +58,30 @@ def relative_errors(outputs, case):
     return errors
 
 
-@pytest.fixture(scope='module', params=REFERENCE_CONFIGS)
+@pytest.fixture(scope="module", params=REFERENCE_CONFIGS)
 def reference_model(request):
     return request.param, build_reference_model(request.param)
 
 
-@pytest.mark.parametrize('scripted', [False, True], ids=['eager', 'torchscript'])
-@pytest.mark.parametrize('case_name', REFERENCE_CASES)
+@pytest.mark.parametrize("scripted", [False, True], ids=["eager", "torchscript"])
+@pytest.mark.parametrize("case_name", REFERENCE_CASES)
 def test_matches_original_tensorflow(reference_model, case_name, scripted):
     config_name, model = reference_model
     case = reference_case(config_name, case_name)
     if scripted:
         model = scripted_roundtrip(model)
     with torch.no_grad():
-        outputs = model.debug_forward(nchw(case['x0']), nchw(case['x1']), torch.from_numpy(case['time']))
-        image = model(nchw(case['x0']), nchw(case['x1']), torch.from_numpy(case['time']))
+        outputs = model.debug_forward(nchw(case["x0"]), nchw(case["x1"]), torch.from_numpy(case["time"]))
+        image = model(nchw(case["x0"]), nchw(case["x1"]), torch.from_numpy(case["time"]))
     errors = relative_errors(outputs, case)
     # Every flow level is compared, not only the image: 2 × (L residual + F flow) levels.
-    levels = reference_config(config_name)['config']
-    assert len(errors) == 3 + 2 * (levels['pyramid_levels'] + levels['fusion_pyramid_levels'])
-    warped = {key: errors.pop(key) for key in ('x0_warped', 'x1_warped')}
+    levels = reference_config(config_name)["config"]
+    assert len(errors) == 3 + 2 * (levels["pyramid_levels"] + levels["fusion_pyramid_levels"])
+    warped = {key: errors.pop(key) for key in ("x0_warped", "x1_warped")}
     worst = max(errors, key=errors.get)
     print(f'{config_name}/{case_name} {"scripted" if scripted else "eager"}: image {errors["image"]:.2e}, '
           f'worst flow level {worst} {errors[worst]:.2e}, warped frames {max(warped.values()):.2e}')
     assert errors[worst] <= RELATIVE_TOLERANCE, (worst, errors[worst])
     assert max(warped.values()) <= WARPED_IMAGE_TOLERANCE, warped
     # forward() is the same computation as debug_forward()'s image.
-    torch.testing.assert_close(image, outputs['image'], rtol=0, atol=0)
+    torch.testing.assert_close(image, outputs["image"], rtol=0, atol=0)

@@ -17,10 +17,10 @@ LENGTHS = (64, 100, 128, 129, 200, 223, 224, 300, 513, 897, 1000)
 TILE_OVERLAPS = ((64, 0), (64, 16), (64, 31), (128, 0), (128, 32), (128, 63), (192, 50), (512, 128))
 
 
-pytestmark = pytest.mark.usefixtures('one_thread')
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope="module")
 def small_model():
     return random_interpolator(filters=4, flow_filters=(4, 4, 8, 8))
 
@@ -30,7 +30,7 @@ def smooth_pair(height, width, motion=(2, 3), seed=0):
     generator = torch.Generator().manual_seed(seed)
     margin = 8
     coarse = torch.rand(1, 3, height // 8 + 4, width // 8 + 4, generator=generator)
-    image = F.interpolate(coarse, size=(height + 2 * margin, width + 2 * margin), mode='bicubic',
+    image = F.interpolate(coarse, size=(height + 2 * margin, width + 2 * margin), mode="bicubic",
                           align_corners=False).clamp(0, 1)
     dy, dx = motion
     x0 = image[..., margin:margin + height, margin:margin + width]
@@ -75,7 +75,7 @@ class CrossFade(nn.Module):
 
 # --------------------------------------------------------------------------- layout and weights
 
-@pytest.mark.parametrize('tile_size, overlap', TILE_OVERLAPS)
+@pytest.mark.parametrize("tile_size, overlap", TILE_OVERLAPS)
 def test_tiles_are_full_size_cover_the_frame_and_overlap_enough(tile_size, overlap):
     for length in LENGTHS:
         starts = tiling.tile_starts(length, tile_size, overlap)
@@ -89,7 +89,7 @@ def test_tiles_are_full_size_cover_the_frame_and_overlap_enough(tile_size, overl
         assert len(starts) == 1 + math.ceil((length - tile_size) / (tile_size - overlap))
 
 
-@pytest.mark.parametrize('tile_size, overlap', TILE_OVERLAPS)
+@pytest.mark.parametrize("tile_size, overlap", TILE_OVERLAPS)
 def test_windows_sum_to_one_everywhere(tile_size, overlap):
     for length in LENGTHS:
         windows = tiling.blend_windows(length, tile_size, overlap)
@@ -136,7 +136,7 @@ def test_two_dimensional_weights_sum_to_one():
 
 # --------------------------------------------------------------------------- blending of tile outputs
 
-@pytest.mark.parametrize('overlap', (0, 20, 32, 63))
+@pytest.mark.parametrize("overlap", (0, 20, 32, 63))
 def test_identical_tile_outputs_are_reproduced(overlap):
     x0, x1 = smooth_pair(200, 300)
     result = tiling.interpolate_tiled(ReturnsFirstFrame(), x0, x1, half_time(), 128, overlap)
@@ -226,9 +226,9 @@ def test_tiled_matches_untiled_and_seams_are_no_worse_than_the_interior(small_mo
     plain_difference = (plain_sum / count - untiled).abs().mean(dim=1)[0]
     bands = band_mask(200, 300, tile_size, overlap)
     in_bands, interior = difference[bands].mean(), difference[~bands].mean()
-    print(f'\ntiled vs untiled, 200x300, tile {tile_size}, overlap {overlap}: max {difference.max():.2e}, '
-          f'mean {difference.mean():.2e}; blend bands {in_bands:.2e}, interior {interior:.2e}; '
-          f'equal-weight average in the bands {plain_difference[bands].mean():.2e}')
+    print(f"\ntiled vs untiled, 200x300, tile {tile_size}, overlap {overlap}: max {difference.max():.2e}, "
+          f"mean {difference.mean():.2e}; blend bands {in_bands:.2e}, interior {interior:.2e}; "
+          f"equal-weight average in the bands {plain_difference[bands].mean():.2e}")
     # Small against outputs spread over ~0.05 (the small network's std): measured max 1.0e-3, mean 1.9e-4.
     assert difference.max() < 5e-3 and difference.mean() < 1e-3
     # Interior pixels also differ (the coarse levels see the whole tile), but a tile's edge
@@ -283,44 +283,44 @@ def test_chosen_tile_is_the_largest_that_fits():
 
 # --------------------------------------------------------------------------- argument checks
 
-@pytest.mark.parametrize('tile_size, message', [(0, 'multiple of 64'), (32, 'multiple of 64'),
-                                                (100, 'e.g. 64'), (1000, 'e.g. 960'), (128.0, 'multiple'),
-                                                (True, 'multiple')])
+@pytest.mark.parametrize("tile_size, message", [(0, "multiple of 64"), (32, "multiple of 64"),
+                                                (100, "e.g. 64"), (1000, "e.g. 960"), (128.0, "multiple"),
+                                                (True, "multiple")])
 def test_bad_tile_sizes_are_refused(tile_size, message):
     x0 = torch.zeros(1, 3, 64, 64)
     with pytest.raises(ValueError, match=message):
         tiling.interpolate_tiled(ReturnsFirstFrame(), x0, x0, half_time(), tile_size)
-    with pytest.raises(ValueError, match='tile_size'):
+    with pytest.raises(ValueError, match="tile_size"):
         tiling.TiledInterpolator(ReturnsFirstFrame(), tile_size)
 
 
-@pytest.mark.parametrize('overlap', (-1, 64, 100, 2.5, True))
+@pytest.mark.parametrize("overlap", (-1, 64, 100, 2.5, True))
 def test_bad_overlaps_are_refused(overlap):
     x0 = torch.zeros(1, 3, 64, 64)
-    with pytest.raises(ValueError, match=r'overlap < tile_size / 2 = 64'):
+    with pytest.raises(ValueError, match=r"overlap < tile_size / 2 = 64"):
         tiling.interpolate_tiled(ReturnsFirstFrame(), x0, x0, half_time(), 128, overlap)
-    with pytest.raises(ValueError, match='overlap'):
+    with pytest.raises(ValueError, match="overlap"):
         tiling.TiledInterpolator(ReturnsFirstFrame(), 128, overlap)
 
 
 def test_bad_frames_and_models_are_refused():
     x0 = torch.zeros(1, 3, 200, 300)
-    with pytest.raises(ValueError, match='one shape'):
+    with pytest.raises(ValueError, match="one shape"):
         tiling.interpolate_tiled(ReturnsFirstFrame(), x0, x0[..., :100], half_time(), 128)
-    with pytest.raises(ValueError, match='one shape'):
+    with pytest.raises(ValueError, match="one shape"):
         tiling.interpolate_tiled(ReturnsFirstFrame(), x0[0], x0[0], half_time(), 128)
-    with pytest.raises(ValueError, match='output of the input size'):
+    with pytest.raises(ValueError, match="output of the input size"):
         tiling.interpolate_tiled(lambda a, b, t: a[..., :64, :64], x0, x0, half_time(), 128)
-    with pytest.raises(ValueError, match='callable'):
-        tiling.TiledInterpolator('model.pt', 128)
+    with pytest.raises(ValueError, match="callable"):
+        tiling.TiledInterpolator("model.pt", 128)
 
 
 def test_bad_memory_arguments_are_refused():
-    with pytest.raises(ValueError, match='height must be a positive integer'):
+    with pytest.raises(ValueError, match="height must be a positive integer"):
         tiling.estimate_peak_memory(0, 100)
-    with pytest.raises(ValueError, match='filters must be a positive integer'):
+    with pytest.raises(ValueError, match="filters must be a positive integer"):
         tiling.estimate_peak_memory(100, 100, filters=16.0)
-    with pytest.raises(ValueError, match='max_memory_bytes must be a positive integer'):
+    with pytest.raises(ValueError, match="max_memory_bytes must be a positive integer"):
         tiling.choose_tile_size(100, 100, -1)
-    with pytest.raises(ValueError, match='too small for a 2160x3840 frame'):
+    with pytest.raises(ValueError, match="too small for a 2160x3840 frame"):
         tiling.choose_tile_size(2160, 3840, 2**29)

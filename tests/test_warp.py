@@ -38,7 +38,7 @@ def test_half_pixel_shift_averages_neighbours():
     assert torch.equal(util.warp(image, flow), torch.tensor([[[[0.5, 2.5, 4.0]]]]))
 
 
-@pytest.mark.parametrize('size', [(7, 9), (1, 1), (1, 6), (5, 1)])
+@pytest.mark.parametrize("size", [(7, 9), (1, 1), (1, 6), (5, 1)])
 def test_gather_equals_grid_sample(size):
     """Tolerance 1e-5: grid_sample's normalised coordinates cost about one
     float32 ulp of position (~1e-6 px here), times image gradients below 1."""
@@ -49,28 +49,28 @@ def test_gather_equals_grid_sample(size):
     torch.testing.assert_close(by_gather, by_grid, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize('path', ['gather', 'grid'])
+@pytest.mark.parametrize("path", ["gather", "grid"])
 def test_reduced_precision_images_keep_float32_positions(path):
     """A bfloat16 image warped by a float32 flow: only the values are rounded
     (bf16 keeps 8 bits: 2^-8 of values in [0, 1]), not the positions; a
     position rounded to bf16 would be off by a whole pixel at x ~ 300."""
     image, _ = image_and_flow(batch=1, channels=3, height=4, width=400)
     flow = torch.full((1, 2, 4, 400), 0.25)
-    sampler = (util.bilinear_taps(flow), ) if path == 'gather' else (util.sampling_grid(flow), )
-    warp = util.gather_bilinear if path == 'gather' else util.warp_with_grid
+    sampler = (util.bilinear_taps(flow), ) if path == "gather" else (util.sampling_grid(flow), )
+    warp = util.gather_bilinear if path == "gather" else util.warp_with_grid
     expected = warp(image, sampler[0])
     reduced = warp(image.bfloat16(), sampler[0])
     assert reduced.dtype == torch.bfloat16
     torch.testing.assert_close(reduced.float(), expected, rtol=0, atol=2 ** -8)
 
 
-@pytest.mark.parametrize('path', ['gather', 'grid'])
+@pytest.mark.parametrize("path", ["gather", "grid"])
 def test_image_and_flow_of_different_sizes_are_refused(path):
     """grid_sample alone would silently resample to the flow's size (this hid
     a benchmark bug: frames of two sizes were paired)."""
     image, _ = image_and_flow(height=4, width=3)
     flow = torch.zeros(2, 2, 3, 4)  # same pixel count, transposed
-    sampler = util.bilinear_taps(flow) if path == 'gather' else util.sampling_grid(flow)
-    warp = util.gather_bilinear if path == 'gather' else util.warp_with_grid
-    with pytest.raises(ValueError, match='cannot warp a 4x3 image'):
+    sampler = util.bilinear_taps(flow) if path == "gather" else util.sampling_grid(flow)
+    warp = util.gather_bilinear if path == "gather" else util.warp_with_grid
+    with pytest.raises(ValueError, match="cannot warp a 4x3 image"):
         warp(image, sampler)

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # before TF is imported
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TF is imported
 
 import re  # noqa: E402
 import types  # noqa: E402
@@ -54,49 +54,49 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 __all__ = [
-    'FilmModel',
-    'build_tf_film',
-    'set_weights_by_name',
-    'save_film',
-    'make_film_savedmodel',
-    'output_keys',
-    'flatten_outputs',
-    'input_specs',
-    'warp',
+    "FilmModel",
+    "build_tf_film",
+    "set_weights_by_name",
+    "save_film",
+    "make_film_savedmodel",
+    "output_keys",
+    "flatten_outputs",
+    "input_specs",
+    "warp",
 ]
 
-_CONFIG_KEYS = ('pyramid_levels', 'fusion_pyramid_levels', 'specialized_levels',
-                'sub_levels', 'flow_convs', 'flow_filters', 'filters')
+_CONFIG_KEYS = ("pyramid_levels", "fusion_pyramid_levels", "specialized_levels",
+                "sub_levels", "flow_convs", "flow_filters", "filters")
 
-IMAGE_OUTPUTS = ('image', 'x0_warped', 'x1_warped')
-PYRAMID_OUTPUTS = ('forward_residual_flow_pyramid',
-                   'backward_residual_flow_pyramid', 'forward_flow_pyramid',
-                   'backward_flow_pyramid')
+IMAGE_OUTPUTS = ("image", "x0_warped", "x1_warped")
+PYRAMID_OUTPUTS = ("forward_residual_flow_pyramid",
+                   "backward_residual_flow_pyramid", "forward_flow_pyramid",
+                   "backward_flow_pyramid")
 
 
 def _check_config(config: Mapping[str, Any]) -> Dict[str, Any]:
   missing = [k for k in _CONFIG_KEYS if k not in config]
   if missing:
-    raise ValueError(f'FILM config is missing keys {missing}')
+    raise ValueError(f"FILM config is missing keys {missing}")
   cfg = {k: config[k] for k in _CONFIG_KEYS}
-  cfg['flow_convs'] = [int(v) for v in cfg['flow_convs']]
-  cfg['flow_filters'] = [int(v) for v in cfg['flow_filters']]
+  cfg["flow_convs"] = [int(v) for v in cfg["flow_convs"]]
+  cfg["flow_filters"] = [int(v) for v in cfg["flow_filters"]]
   for k in _CONFIG_KEYS:
-    if k not in ('flow_convs', 'flow_filters'):
+    if k not in ("flow_convs", "flow_filters"):
       cfg[k] = int(cfg[k])
-  if len(cfg['flow_convs']) != len(cfg['flow_filters']):
-    raise ValueError('flow_convs and flow_filters must have the same length')
-  if len(cfg['flow_convs']) < cfg['specialized_levels'] + 1:
-    raise ValueError('flow_convs/flow_filters need specialized_levels + 1 '
-                     'entries (the last one is the shared predictor)')
-  if not 2 <= cfg['fusion_pyramid_levels'] <= cfg['pyramid_levels']:
-    raise ValueError('need 2 <= fusion_pyramid_levels <= pyramid_levels')
-  if cfg['specialized_levels'] > cfg['pyramid_levels']:
-    raise ValueError('specialized_levels must be <= pyramid_levels')
-  if cfg['specialized_levels'] < cfg['sub_levels'] - 1:
+  if len(cfg["flow_convs"]) != len(cfg["flow_filters"]):
+    raise ValueError("flow_convs and flow_filters must have the same length")
+  if len(cfg["flow_convs"]) < cfg["specialized_levels"] + 1:
+    raise ValueError("flow_convs/flow_filters need specialized_levels + 1 "
+                     "entries (the last one is the shared predictor)")
+  if not 2 <= cfg["fusion_pyramid_levels"] <= cfg["pyramid_levels"]:
+    raise ValueError("need 2 <= fusion_pyramid_levels <= pyramid_levels")
+  if cfg["specialized_levels"] > cfg["pyramid_levels"]:
+    raise ValueError("specialized_levels must be <= pyramid_levels")
+  if cfg["specialized_levels"] < cfg["sub_levels"] - 1:
     # The shared predictor would see features of different widths (in the
     # original, Keras would refuse to reuse the built layer).
-    raise ValueError('specialized_levels must be >= sub_levels - 1')
+    raise ValueError("specialized_levels must be >= sub_levels - 1")
   return cfg
 
 
@@ -105,9 +105,9 @@ def output_keys(config: Mapping[str, Any]) -> List[str]:
   cfg = _check_config(config)
   keys = list(IMAGE_OUTPUTS)
   for name in PYRAMID_OUTPUTS:
-    n = (cfg['pyramid_levels'] if 'residual' in name
-         else cfg['fusion_pyramid_levels'])
-    keys += [f'{name}/{i}' for i in range(n)]
+    n = (cfg["pyramid_levels"] if "residual" in name
+         else cfg["fusion_pyramid_levels"])
+    keys += [f"{name}/{i}" for i in range(n)]
   return keys
 
 
@@ -121,7 +121,7 @@ def flatten_outputs(outputs: Mapping[str, Any]) -> Dict[str, Any]:
   for key, value in outputs.items():
     if isinstance(value, (list, tuple)):
       for i, level in enumerate(value):
-        flat[f'{key}/{i}'] = level
+        flat[f"{key}/{i}"] = level
     else:
       flat[key] = value
   return flat
@@ -130,9 +130,9 @@ def flatten_outputs(outputs: Mapping[str, Any]) -> Dict[str, Any]:
 def input_specs() -> Dict[str, tf.TensorSpec]:
   """The original's input signature: x0, x1 (None, None, None, 3), time (None, 1)."""
   image = (None, None, None, 3)
-  return {'x0': tf.TensorSpec(image, tf.float32, name='x0'),
-          'x1': tf.TensorSpec(image, tf.float32, name='x1'),
-          'time': tf.TensorSpec((None, 1), tf.float32, name='time')}
+  return {"x0": tf.TensorSpec(image, tf.float32, name="x0"),
+          "x1": tf.TensorSpec(image, tf.float32, name="x1"),
+          "time": tf.TensorSpec((None, 1), tf.float32, name="time")}
 
 
 # ----------------------------------------------------------------------------
@@ -146,7 +146,7 @@ def _lrelu(x):
 
 def _avg_pool(x):
   """Keras AveragePooling2D(pool_size=2, strides=2, padding='valid')."""
-  return tf.nn.avg_pool2d(x, ksize=2, strides=2, padding='VALID')
+  return tf.nn.avg_pool2d(x, ksize=2, strides=2, padding="VALID")
 
 
 def _resize_like(x, like, method=tf.image.ResizeMethod.BILINEAR):
@@ -173,7 +173,7 @@ def warp(image: tf.Tensor, flow: tf.Tensor) -> tf.Tensor:
   shape = tf.shape(image)
   batch, height, width = shape[0], shape[1], shape[2]
   channels = image.shape[-1] if image.shape[-1] is not None else shape[3]
-  grid_y, grid_x = tf.meshgrid(tf.range(height), tf.range(width), indexing='ij')
+  grid_y, grid_x = tf.meshgrid(tf.range(height), tf.range(width), indexing="ij")
   grid = tf.cast(tf.stack([grid_y, grid_x], axis=-1), flow.dtype)[tf.newaxis]
   # dense_image_warp computes grid - f with f = -flow[..., ::-1]; in IEEE
   # arithmetic a - (-b) == a + b exactly. query[..., 0] is y, [..., 1] is x.
@@ -226,12 +226,12 @@ class _Conv(tf.Module):
     # Keras' defaults: Glorot-uniform kernel, zero bias.
     limit = np.sqrt(6.0 / ((in_channels + filters) * kh * kw))
     kernel = rng.uniform(-limit, limit, (kh, kw, in_channels, filters))
-    self.kernel = tf.Variable(kernel.astype(np.float32), name=f'{name}/kernel')
-    self.bias = tf.Variable(np.zeros(filters, np.float32), name=f'{name}/bias')
+    self.kernel = tf.Variable(kernel.astype(np.float32), name=f"{name}/kernel")
+    self.bias = tf.Variable(np.zeros(filters, np.float32), name=f"{name}/bias")
     self.activation = activation
 
   def __call__(self, x):
-    x = tf.nn.bias_add(tf.nn.conv2d(x, self.kernel, strides=1, padding='SAME'),
+    x = tf.nn.bias_add(tf.nn.conv2d(x, self.kernel, strides=1, padding="SAME"),
                        self.bias)
     return x if self.activation is None else self.activation(x)
 
@@ -241,8 +241,8 @@ class _Conv(tf.Module):
 
 def _feature_channels(cfg, level: int) -> int:
   """Channels of the feature pyramid at `level`: sub-level j has filters << j."""
-  return sum(cfg['filters'] << j
-             for j in range(min(level, cfg['sub_levels'] - 1) + 1))
+  return sum(cfg["filters"] << j
+             for j in range(min(level, cfg["sub_levels"] - 1) + 1))
 
 
 class _FeatureExtractor(tf.Module):
@@ -254,13 +254,13 @@ class _FeatureExtractor(tf.Module):
 
   def __init__(self, cfg, rng):
     super().__init__()
-    self.sub_levels = cfg['sub_levels']
+    self.sub_levels = cfg["sub_levels"]
     self.convs = []
     in_channels = 3
-    for i in range(cfg['sub_levels']):
-      out = cfg['filters'] << i
+    for i in range(cfg["sub_levels"]):
+      out = cfg["filters"] << i
       for j in (2 * i, 2 * i + 1):
-        self.convs.append(_Conv(f'feat_net/sub_extractor/cfeat_conv_{j}', 3,
+        self.convs.append(_Conv(f"feat_net/sub_extractor/cfeat_conv_{j}", 3,
                                 in_channels, out, _lrelu, rng))
         in_channels = out
 
@@ -302,12 +302,12 @@ class _FlowEstimator(tf.Module):
     super().__init__()
     self.convs = []
     for i in range(num_convs):
-      self.convs.append(_Conv(f'{name}/conv_{i}', 3, in_channels, num_filters,
+      self.convs.append(_Conv(f"{name}/conv_{i}", 3, in_channels, num_filters,
                               _lrelu, rng))
       in_channels = num_filters
-    self.convs.append(_Conv(f'{name}/conv_{num_convs}', 1, num_filters,
+    self.convs.append(_Conv(f"{name}/conv_{num_convs}", 1, num_filters,
                             num_filters // 2, _lrelu, rng))
-    self.convs.append(_Conv(f'{name}/conv_{num_convs + 1}', 1,
+    self.convs.append(_Conv(f"{name}/conv_{num_convs + 1}", 1,
                             num_filters // 2, 2, None, rng))
 
   def __call__(self, features_a, features_b):
@@ -326,15 +326,15 @@ class _PyramidFlowEstimator(tf.Module):
   def __init__(self, cfg, rng):
     super().__init__()
     self.specialized = []
-    for i in range(cfg['specialized_levels']):
+    for i in range(cfg["specialized_levels"]):
       self.specialized.append(_FlowEstimator(
-          f'predict_flow/flow_predictor_{i}', cfg['flow_convs'][i],
-          cfg['flow_filters'][i], 2 * _feature_channels(cfg, i), rng))
+          f"predict_flow/flow_predictor_{i}", cfg["flow_convs"][i],
+          cfg["flow_filters"][i], 2 * _feature_channels(cfg, i), rng))
     self.shared = _FlowEstimator(
-        'predict_flow/flow_predictor_shared', cfg['flow_convs'][-1],
-        cfg['flow_filters'][-1],
-        2 * _feature_channels(cfg, cfg['specialized_levels']), rng)
-    self.levels = cfg['pyramid_levels']
+        "predict_flow/flow_predictor_shared", cfg["flow_convs"][-1],
+        cfg["flow_filters"][-1],
+        2 * _feature_channels(cfg, cfg["specialized_levels"]), rng)
+    self.levels = cfg["pyramid_levels"]
 
   def _predictor(self, level):
     return (self.specialized[level] if level < len(self.specialized)
@@ -368,9 +368,9 @@ class _Fusion(tf.Module):
 
   def __init__(self, cfg, offset, rng):
     super().__init__()
-    levels = cfg['fusion_pyramid_levels']
-    m = cfg['specialized_levels']
-    widths = [cfg['filters'] << min(i, m) for i in range(levels - 1)]
+    levels = cfg["fusion_pyramid_levels"]
+    m = cfg["specialized_levels"]
+    widths = [cfg["filters"] << min(i, m) for i in range(levels - 1)]
     # What the fusion sees at each level: both warped (image + features),
     # then the backward and forward flows.
     aligned = [2 * (3 + _feature_channels(cfg, i)) + 4 for i in range(levels)]
@@ -448,9 +448,9 @@ class FilmModel(tf.Module):
 
   def __init__(self, config: Mapping[str, Any], fusion_conv_offset: int = 0,
                seed: int = 0):
-    super().__init__(name='film')
+    super().__init__(name="film")
     if fusion_conv_offset < 0:
-      raise ValueError('fusion_conv_offset must be >= 0')
+      raise ValueError("fusion_conv_offset must be >= 0")
     cfg = _check_config(config)
     # Read-only, and not a dict: tf.Module would track a dict and write it into
     # the SavedModel, which the original's does not have.
@@ -474,8 +474,8 @@ class FilmModel(tf.Module):
     no layer that behaves differently in training); both are ignored.
     """
     del training, mask
-    levels = self.config['pyramid_levels']
-    fusion_levels = self.config['fusion_pyramid_levels']
+    levels = self.config["pyramid_levels"]
+    fusion_levels = self.config["fusion_pyramid_levels"]
 
     def image_pyramid(image):
       pyramid = [image]
@@ -483,7 +483,7 @@ class FilmModel(tf.Module):
         pyramid.append(_avg_pool(pyramid[-1]))
       return pyramid
 
-    image_pyramids = [image_pyramid(inputs['x0']), image_pyramid(inputs['x1'])]
+    image_pyramids = [image_pyramid(inputs["x0"]), image_pyramid(inputs["x1"])]
     feature_pyramids = [self.feat_net(image_pyramids[0]),
                         self.feat_net(image_pyramids[1])]
     forward_residual = self.predict_flow(feature_pyramids[0],
@@ -496,7 +496,7 @@ class FilmModel(tf.Module):
         backward_residual)[:fusion_levels]
 
     # The original ignores `time`: t = 0.5 with the batch size of `time`.
-    mid_time = tf.ones_like(inputs['time']) * 0.5
+    mid_time = tf.ones_like(inputs["time"]) * 0.5
     backward_flow = _multiply_pyramid(backward_flow_pyramid, mid_time[:, 0])
     forward_flow = _multiply_pyramid(forward_flow_pyramid, 1 - mid_time[:, 0])
 
@@ -514,13 +514,13 @@ class FilmModel(tf.Module):
     prediction = self.fusion(aligned)
 
     return {
-        'image': prediction[..., :3],
-        'x0_warped': forward_warped[0][..., 0:3],
-        'x1_warped': backward_warped[0][..., 0:3],
-        'forward_residual_flow_pyramid': forward_residual,
-        'backward_residual_flow_pyramid': backward_residual,
-        'forward_flow_pyramid': forward_flow_pyramid,
-        'backward_flow_pyramid': backward_flow_pyramid,
+        "image": prediction[..., :3],
+        "x0_warped": forward_warped[0][..., 0:3],
+        "x1_warped": backward_warped[0][..., 0:3],
+        "forward_residual_flow_pyramid": forward_residual,
+        "backward_residual_flow_pyramid": backward_residual,
+        "forward_flow_pyramid": forward_flow_pyramid,
+        "backward_flow_pyramid": backward_flow_pyramid,
     }
 
 
@@ -536,12 +536,12 @@ def build_tf_film(config: Mapping[str, Any],
 
 # A path segment 'conv2d' / 'conv2d_<n>' (Keras auto-numbered Conv2D) followed
 # by the variable's own last segment.
-_AUTO_CONV = re.compile(r'^(?P<parent>(?:.*/)?)conv2d(?:_(?P<num>\d+))?'
-                        r'(?P<rest>/[^/]+)$')
+_AUTO_CONV = re.compile(r"^(?P<parent>(?:.*/)?)conv2d(?:_(?P<num>\d+))?"
+                        r"(?P<rest>/[^/]+)$")
 
 
 def _strip_suffix(name: str) -> str:
-  return name[:-2] if name.endswith(':0') else name
+  return name[:-2] if name.endswith(":0") else name
 
 
 def _canonical_names(names: Sequence[str]) -> List[str]:
@@ -558,9 +558,9 @@ def _canonical_names(names: Sequence[str]) -> List[str]:
     base = _strip_suffix(name)
     m = _AUTO_CONV.match(base)
     if m:
-      num = int(m.group('num') or 0)
-      numbers[m.group('parent')].add(num)
-      parsed.append((m.group('parent'), num, m.group('rest')))
+      num = int(m.group("num") or 0)
+      numbers[m.group("parent")].add(num)
+      parsed.append((m.group("parent"), num, m.group("rest")))
     else:
       parsed.append(base)
   ranks = {parent: {num: r for r, num in enumerate(sorted(nums))}
@@ -569,7 +569,7 @@ def _canonical_names(names: Sequence[str]) -> List[str]:
   for p in parsed:
     if isinstance(p, tuple):
       parent, num, rest = p
-      out.append(f'{parent}<conv2d#{ranks[parent][num]}>{rest}')
+      out.append(f"{parent}<conv2d#{ranks[parent][num]}>{rest}")
     else:
       out.append(p)
   return out
@@ -596,34 +596,34 @@ def set_weights_by_name(model: FilmModel,
   ref_by_canon = {}
   for canon, name in zip(ref_canon, ref_names):
     if canon in ref_by_canon:
-      problems.append(f'duplicate weight entries {ref_by_canon[canon]!r} and '
-                      f'{name!r}')
+      problems.append(f"duplicate weight entries {ref_by_canon[canon]!r} and "
+                      f"{name!r}")
     ref_by_canon[canon] = name
   if len(set(var_canon)) != len(var_canon):
-    problems.append('model has duplicate variable names: '
-                    f'{sorted(n for n in var_names if var_names.count(n) > 1)}')
+    problems.append("model has duplicate variable names: "
+                    f"{sorted(n for n in var_names if var_names.count(n) > 1)}")
 
   assignments = []
   used = set()
   for var, canon in zip(variables, var_canon):
     ref = ref_by_canon.get(canon)
     if ref is None:
-      problems.append(f'no weight for model variable {var.name!r} '
-                      f'(shape {var.shape.as_list()})')
+      problems.append(f"no weight for model variable {var.name!r} "
+                      f"(shape {var.shape.as_list()})")
       continue
     used.add(canon)
     value = np.asarray(weights[ref])
     if tuple(value.shape) != tuple(var.shape.as_list()):
-      problems.append(f'shape mismatch for {var.name!r} <- {ref!r}: model '
-                      f'{var.shape.as_list()} vs weights {list(value.shape)}')
+      problems.append(f"shape mismatch for {var.name!r} <- {ref!r}: model "
+                      f"{var.shape.as_list()} vs weights {list(value.shape)}")
       continue
     assignments.append((var, value))
   unused = [ref_by_canon[c] for c in ref_by_canon if c not in used]
   if unused:
-    problems.append(f'weights not used by the model: {unused}')
+    problems.append(f"weights not used by the model: {unused}")
   if problems:
-    raise ValueError('set_weights_by_name: weights do not match the model:\n  '
-                     + '\n  '.join(problems))
+    raise ValueError("set_weights_by_name: weights do not match the model:\n  "
+                     + "\n  ".join(problems))
   for var, value in assignments:
     var.assign(value.astype(var.dtype.as_numpy_dtype, copy=False))
 
@@ -638,7 +638,7 @@ def _serving_function(model: FilmModel):
 
   @tf.function(autograph=False)
   def serving_default(x0, x1, time):
-    return flatten_outputs(model({'x0': x0, 'x1': x1, 'time': time},
+    return flatten_outputs(model({"x0": x0, "x1": x1, "time": time},
                                  training=False))
 
   return serving_default.get_concrete_function(**input_specs())
@@ -647,18 +647,18 @@ def _serving_function(model: FilmModel):
 def _dummy_inputs(model: FilmModel):
   # 2 ** levels pixels: the coarsest level is 2x2 and the coarsest warped
   # level 4x4 (warp needs sizes >= 2).
-  size = 2 ** model.config['pyramid_levels']
+  size = 2 ** model.config["pyramid_levels"]
   rng = np.random.default_rng(0)
   return {
-      'x0': tf.constant(rng.random((1, size, size, 3), dtype=np.float32)),
-      'x1': tf.constant(rng.random((1, size, size, 3), dtype=np.float32)),
-      'time': tf.constant([[0.5]], dtype=tf.float32),
+      "x0": tf.constant(rng.random((1, size, size, 3), dtype=np.float32)),
+      "x1": tf.constant(rng.random((1, size, size, 3), dtype=np.float32)),
+      "time": tf.constant([[0.5]], dtype=tf.float32),
   }
 
 
 def _structure(outputs) -> Dict[str, Any]:
   """{key: 'tensor' or ('list', n)} of an output dict."""
-  return {k: ('list', len(v)) if isinstance(v, list) else 'tensor'
+  return {k: ("list", len(v)) if isinstance(v, list) else "tensor"
           for k, v in outputs.items()}
 
 
@@ -682,22 +682,22 @@ def save_film(model: FilmModel, directory: Union[str, os.PathLike],
   # Keras saved both; they compute the same.
   model.__call__.get_concrete_function(specs, True, None)
   tf.saved_model.save(model, directory,
-                      signatures={'serving_default': _serving_function(model)})
+                      signatures={"serving_default": _serving_function(model)})
   if not verify:
     return None
   loaded = tf.saved_model.load(directory)
   expected = [(v.name, v.shape.as_list()) for v in model.variables]
   got = [(v.name, v.shape.as_list()) for v in loaded.variables]
   if got != expected:
-    raise RuntimeError('save_film: variables of the saved model differ from '
-                       f'the model:\n got {got}\n want {expected}')
+    raise RuntimeError("save_film: variables of the saved model differ from "
+                       f"the model:\n got {got}\n want {expected}")
   inputs = _dummy_inputs(model)
   want = model(inputs, training=False)
   out = loaded(inputs, training=False)
   if not isinstance(out, dict) or _structure(out) != _structure(want):
-    raise RuntimeError('save_film: reloaded model returned '
-                       f'{_structure(out) if isinstance(out, dict) else out}, '
-                       f'expected {_structure(want)}')
+    raise RuntimeError("save_film: reloaded model returned "
+                       f"{_structure(out) if isinstance(out, dict) else out}, "
+                       f"expected {_structure(want)}")
   got_flat = flatten_outputs(out)
   for key, value in flatten_outputs(want).items():
     value, got_value = np.asarray(value), np.asarray(got_flat[key])
@@ -706,8 +706,8 @@ def save_film(model: FilmModel, directory: Union[str, os.PathLike],
     err = float(np.max(np.abs(got_value - value)))
     scale = float(np.max(np.abs(value))) or 1.0
     if got_value.shape != value.shape or err > 1e-5 * scale:
-      raise RuntimeError(f'save_film: reloaded output {key!r} differs '
-                         f'(max abs err {err}, scale {scale})')
+      raise RuntimeError(f"save_film: reloaded output {key!r} differs "
+                         f"(max abs err {err}, scale {scale})")
   return loaded
 
 
