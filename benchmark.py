@@ -22,7 +22,8 @@ docstring says what each row times):
   B  7 in-between frames for the two photos (1024x768), each inference.py mode,
      and the baseline of one forward() per frame (benchmarks/images.py)
   C  2x a 720p sequence through the video path (each frame encoded once,
-     flows once per pair) against one forward() per pair (benchmarks/video_path.py)
+     flows once per pair) against one forward() per pair
+     (benchmarks/video_path.py)
   D  one 3840x2160 frame, tiled to fit the memory budget (benchmarks/tiled.py)
   E  segmented video jobs through video_interpolation.interpolate_video with the
      tiny network: one segment, several segments, 2 Ray workers, and a resume
