@@ -18,8 +18,8 @@ The graph is traced from the eager network with two settings:
 - ``torch.compiler.is_exporting()``, under which ``util``/``fusion`` take one
   path for every size: ``torch.cat`` rather than writes into a preallocated
   buffer, the fusion's literal nearest upsampling + 2x2 conv rather than its
-  per-parity decomposition (which holds only at even sizes), no
-  channels_last layout, and no size guard in the warp grid.
+  per-parity decomposition (which holds only at even sizes), and no
+  channels_last layout (whose stride checks would fix the sizes).
 
 Opset ``OPSET`` = 18: GridSample needs 16 or later, and 18 is the opset of
 the exporter's own op library (it cannot convert down to 17: onnx's version

@@ -267,17 +267,9 @@ def sampling_grid(flow: Tensor) -> Tensor:
     # grid_sample with align_corners=True maps -1 and +1 to the centres of the
     # first and last pixel, and padding_mode='border' clamps to them: the same
     # rule as bilinear_taps. max(size - 1, 1) keeps a one-pixel level finite.
-    x = (cols + flow[:, 0]) * (2.0 / _at_least_one(width - 1)) - 1.0
-    y = (rows + flow[:, 1]) * (2.0 / _at_least_one(height - 1)) - 1.0
+    x = (cols + flow[:, 0]) * (2.0 / max(width - 1, 1)) - 1.0
+    y = (rows + flow[:, 1]) * (2.0 / max(height - 1, 1)) - 1.0
     return torch.stack((x, y), dim=-1)
-
-
-def _at_least_one(size: int) -> int:
-    if not torch.jit.is_scripting():
-        # Symbolic in a graph export: no guard on the frame size (a plain
-        # max would fix the export to sizes whose coarsest level is > 1 px).
-        return torch.sym_max(size, 1)
-    return max(size, 1)
 
 
 def warp_with_grid(image: Tensor, grid: Tensor) -> Tensor:
