@@ -15,7 +15,7 @@ docstring says what each row times):
      the same with glibc's malloc keeping freed memory, a plain
      torch.jit.load of the exported file, the same frozen and optimised for
      inference (with their largest difference from the CLIs' output), the
-     same network and weights in TensorFlow (tests/tf_film.py), and the limit
+     same network and weights in TensorFlow (benchmarks/tf_film.py), and the limit
      row: the forward's convolutions alone, each distinct shape timed in
      isolation and summed over the forward's calls; the other rows say what %
      of it they reach.

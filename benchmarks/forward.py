@@ -17,7 +17,7 @@ Rows (each a function of ``args``, run in a child process of its own):
   run, then its optimised graph); their notes give the largest absolute
   difference from the ``torch`` row's output.
 - ``tensorflow`` (``one_frame_tensorflow``): the same network and weights in
-  TensorFlow (the test suite's ``tests/tf_film.py``, see ``tf_film``).
+  TensorFlow (``benchmarks/tf_film.py``, held to the original by the tests).
 - ``limit`` (``convolution_limit``): the forward's convolutions alone, each
   distinct shape timed in isolation (channels_last, warm) and summed over
   the forward's calls. No implementation of this network beats that on this
@@ -27,9 +27,7 @@ Rows (each a function of ``args``, run in a child process of its own):
 from __future__ import annotations
 
 import copy
-import importlib.util
 import os
-import sys
 from typing import Dict
 
 import torch
@@ -89,28 +87,11 @@ def one_frame_jit_frozen(args) -> Dict:
     return time_forward(model, args, warmups=2)
 
 
-def tf_film():
-    """``tests/tf_film.py`` loaded by its path, as a data file of this benchmark.
-
-    It is the test suite's TensorFlow FILM (732 lines, checked against the
-    original's outputs by ``tests/test_tf_fixture.py``, and used by
-    ``tests/test_export.py`` to write SavedModels); the benchmark needs all of
-    its network. It stays with the tests that vouch for it rather than
-    becoming program code; nothing else of ``tests/`` is used.
-    """
-    path = os.path.join(common.ROOT, "tests", "tf_film.py")
-    spec = importlib.util.spec_from_file_location("tf_film", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["tf_film"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def one_frame_tensorflow(args) -> Dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
     import convert
-    film = tf_film()
+    from benchmarks import tf_film, tf_film_weights
     torch_model = common.random_network(common.network_config(args.quick))
     weights = {}
     for key, tensor in torch_model.state_dict().items():
@@ -119,8 +100,8 @@ def one_frame_tensorflow(args) -> Dict:
         array = tensor.numpy()
         weights[convert.tf_name_for(key, torch_model.fusion_pyramid_levels)] = \
             array.transpose(2, 3, 1, 0) if array.ndim == 4 else array
-    tf_model = film.FilmModel(dict(torch_model.config))
-    film.set_weights_by_name(tf_model, weights)
+    tf_model = tf_film.FilmModel(dict(torch_model.config))
+    tf_film_weights.set_weights_by_name(tf_model, weights)
     x0, x1 = (f.permute(0, 2, 3, 1).numpy() for f in common.frames_of_size(*frame_size(args.quick)))
     inputs = {"x0": tf.constant(x0), "x1": tf.constant(x1), "time": tf.constant([[0.5]], tf.float32)}
 

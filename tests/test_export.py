@@ -3,7 +3,7 @@
 ``original_savedmodel`` (tests/data, see conftest) is the closest thing here to
 Google's released folders: same files, variable names, serving signature and
 output structure (the four flow pyramids come back as Python lists). Every
-test that can use it does. The TF fixture (tests/tf_film.py, checked against
+test that can use it does. The TF fixture (benchmarks/tf_film.py, checked against
 that SavedModel in test_tf_fixture.py) covers what it cannot give: another
 configuration, and broken models.
 """
@@ -24,7 +24,7 @@ from conftest import ROOT, reference_case, reference_config, reference_weights
 from test_reference import RELATIVE_TOLERANCE, nchw, relative_errors
 
 tf = pytest.importorskip("tensorflow")
-tf_film = pytest.importorskip("tf_film")
+tf_savedmodel = pytest.importorskip("tf_savedmodel")
 
 # fp16 storage rounds every weight by up to 2^-11 relative; measured on these
 # weights: ~1e-3 (up to 5e-3 on the finest residual flow) of max|tf|. 1e-2
@@ -141,7 +141,7 @@ def test_exported_file_is_usable_as_documented(original_savedmodel, tmp_path, ca
 def test_another_configuration_through_the_fixture(tmp_path, capsys):
     """The alt configuration (5 levels, 2 specialised): only the fixture can write it."""
     saved_model = tmp_path / "alt"
-    tf_film.make_film_savedmodel(saved_model, reference_config("alt")["config"], reference_weights("alt"))
+    tf_savedmodel.make_film_savedmodel(saved_model, reference_config("alt")["config"], reference_weights("alt"))
     save_path = tmp_path / "alt.pt"
     result = run_export(capsys, saved_model, save_path, "--fp32", "--pyramid_levels", 5)
     assert result.returncode == 0, result.stderr

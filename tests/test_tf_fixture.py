@@ -1,4 +1,4 @@
-"""The TensorFlow FILM fixture (tests/tf_film.py) against the ORIGINAL code's outputs.
+"""The TensorFlow FILM fixture (benchmarks/tf_film.py) against the ORIGINAL code's outputs.
 
 Two kinds of evidence, both from the original google-research/frame-interpolation
 code (see tests/data/README.md):
@@ -20,7 +20,8 @@ from conftest import (REFERENCE, REFERENCE_CASES, REFERENCE_CONFIGS, photo_pair,
                       reference_config, reference_weights)
 
 tf = pytest.importorskip("tensorflow")
-import tf_film  # noqa: E402  (after the skip: needs TensorFlow)
+import tf_savedmodel  # noqa: E402  (after the skip: needs TensorFlow)
+from benchmarks import tf_film, tf_film_weights  # noqa: E402
 
 # max|tf - ref| <= RTOL * max|ref| per output and per pyramid level. Float32
 # reimplementations land near 1e-5 relative (the convolutions' summation order
@@ -86,7 +87,7 @@ def models(reference):
     built = {}
     for name, offset in (("small", 0), ("alt", ALT_FUSION_OFFSET)):
         model = tf_film.FilmModel(reference[name]["config"], fusion_conv_offset=offset)
-        tf_film.set_weights_by_name(model, reference[name]["weights"])
+        tf_film_weights.set_weights_by_name(model, reference[name]["weights"])
         built[name] = model
     return built
 
@@ -110,8 +111,8 @@ def test_variable_names_shapes_order(models, reference):
     fusion = [v.name for v in alt_vars if v.name.startswith("fusion/")]
     assert fusion[0] == f"fusion/conv2d_{ALT_FUSION_OFFSET}/kernel:0"
     # Apart from the offset: the same names, order and shapes as the reference.
-    canon_got = tf_film._canonical_names([v.name for v in alt_vars])  # pylint: disable=protected-access
-    canon_want = tf_film._canonical_names([v["name"] for v in want])  # pylint: disable=protected-access
+    canon_got = tf_film_weights._canonical_names([v.name for v in alt_vars])  # pylint: disable=protected-access
+    canon_want = tf_film_weights._canonical_names([v["name"] for v in want])  # pylint: disable=protected-access
     assert canon_got == canon_want
     assert [v.shape.as_list() for v in alt_vars] == [v["shape"] for v in want]
 
@@ -132,7 +133,7 @@ def test_set_weights_by_name_maps_fusion_by_number(models, reference):
         assert "fusion/conv2d_19/bias:0" in shifted
         for var in model.variables:
             var.assign(tf.zeros_like(var))
-        tf_film.set_weights_by_name(model, shifted)
+        tf_film_weights.set_weights_by_name(model, shifted)
         for var in model.variables:
             np.testing.assert_array_equal(var.numpy(), weights[var.name], err_msg=var.name)
 
@@ -143,7 +144,7 @@ def test_set_weights_by_name_maps_fusion_by_number(models, reference):
         bad["unknown/dense/kernel:0"] = np.zeros((2, 2), np.float32)
         before = [v.numpy() for v in model.variables]
         with pytest.raises(ValueError) as err:
-            tf_film.set_weights_by_name(model, bad)
+            tf_film_weights.set_weights_by_name(model, bad)
         message = str(err.value)
         assert "fusion/conv2d_3/bias:0" in message
         assert "cfeat_conv_0/kernel:0" in message and "[3, 3, 3, 9]" in message
@@ -151,7 +152,7 @@ def test_set_weights_by_name_maps_fusion_by_number(models, reference):
         for var, old in zip(model.variables, before):
             np.testing.assert_array_equal(var.numpy(), old)
     finally:
-        tf_film.set_weights_by_name(model, weights)
+        tf_film_weights.set_weights_by_name(model, weights)
 
 
 def test_style_config_builds_released_variables():
@@ -179,9 +180,9 @@ def fixture_savedmodel(original, tmp_path_factory):
     """(fixture model, its SavedModel folder, that folder reloaded), with the original
     SavedModel's weights."""
     model = tf_film.FilmModel(ORIGINAL_SAVEDMODEL_CONFIG)
-    tf_film.set_weights_by_name(model, {v.name: v.numpy() for v in original.variables})
+    tf_film_weights.set_weights_by_name(model, {v.name: v.numpy() for v in original.variables})
     directory = tmp_path_factory.mktemp("fixture") / "saved_model"
-    loaded = tf_film.save_film(model, directory)
+    loaded = tf_savedmodel.save_film(model, directory)
     return model, directory, loaded
 
 

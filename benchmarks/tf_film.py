@@ -1,4 +1,4 @@
-"""The FILM network in plain TensorFlow (tf.Module, no Keras), as a test fixture.
+"""The FILM network in plain TensorFlow (tf.Module, no Keras): the TensorFlow side of comparisons.
 
 It re-creates the network of google-research/frame-interpolation with the same
 variables and numerics, so that tests can compare the PyTorch port with a TF
@@ -32,11 +32,12 @@ Conventions, once for the whole module:
 
 Public API:
     FilmModel(config, fusion_conv_offset=0, seed=0)    (also build_tf_film)
-    set_weights_by_name(model, weights)
-    save_film(model, directory, verify=True) -> reloaded SavedModel | None
-    make_film_savedmodel(directory, config, weights, verify=True) -> FilmModel
     output_keys(config), flatten_outputs(outputs), input_specs()
     warp(image, flow)
+Weights by the original's variable names: ``benchmarks.tf_film_weights``;
+SavedModels like Google's: ``tests/tf_savedmodel.py``. The benchmark's
+TensorFlow row runs it; ``tests/test_tf_fixture.py`` holds it to the
+original code's outputs.
 """
 
 from __future__ import annotations
@@ -45,10 +46,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TF is imported
 
-import re  # noqa: E402
 import types  # noqa: E402
-from collections import defaultdict  # noqa: E402
-from typing import Any, Dict, List, Mapping, Sequence, Union  # noqa: E402
+from typing import Any, Dict, List, Mapping  # noqa: E402
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -56,9 +55,6 @@ import tensorflow as tf  # noqa: E402
 __all__ = [
     "FilmModel",
     "build_tf_film",
-    "set_weights_by_name",
-    "save_film",
-    "make_film_savedmodel",
     "output_keys",
     "flatten_outputs",
     "input_specs",
@@ -528,205 +524,3 @@ def build_tf_film(config: Mapping[str, Any],
                   fusion_conv_offset: int = 0) -> FilmModel:
   """FilmModel(config, fusion_conv_offset)."""
   return FilmModel(config, fusion_conv_offset=fusion_conv_offset)
-
-
-# ----------------------------------------------------------------------------
-# Weights by name.
-# ----------------------------------------------------------------------------
-
-# A path segment 'conv2d' / 'conv2d_<n>' (Keras auto-numbered Conv2D) followed
-# by the variable's own last segment.
-_AUTO_CONV = re.compile(r"^(?P<parent>(?:.*/)?)conv2d(?:_(?P<num>\d+))?"
-                        r"(?P<rest>/[^/]+)$")
-
-
-def _strip_suffix(name: str) -> str:
-  return name[:-2] if name.endswith(":0") else name
-
-
-def _canonical_names(names: Sequence[str]) -> List[str]:
-  """Replaces auto-numbered conv2d segments by their rank in their scope.
-
-  'fusion/conv2d_13/kernel:0' ... 'fusion/conv2d_25/kernel:0' and
-  'fusion/conv2d/kernel:0' ... 'fusion/conv2d_12/kernel:0' both become
-  'fusion/<conv2d#0>/kernel' ... 'fusion/<conv2d#12>/kernel'. Ranks come
-  from the integer number (conv2d == 0), never from string order.
-  """
-  parsed = []
-  numbers = defaultdict(set)
-  for name in names:
-    base = _strip_suffix(name)
-    m = _AUTO_CONV.match(base)
-    if m:
-      num = int(m.group("num") or 0)
-      numbers[m.group("parent")].add(num)
-      parsed.append((m.group("parent"), num, m.group("rest")))
-    else:
-      parsed.append(base)
-  ranks = {parent: {num: r for r, num in enumerate(sorted(nums))}
-           for parent, nums in numbers.items()}
-  out = []
-  for p in parsed:
-    if isinstance(p, tuple):
-      parent, num, rest = p
-      out.append(f"{parent}<conv2d#{ranks[parent][num]}>{rest}")
-    else:
-      out.append(p)
-  return out
-
-
-def set_weights_by_name(model: FilmModel,
-                        weights: Mapping[str, np.ndarray]) -> None:
-  """Assigns every variable of `model` from `weights` (TF name -> array).
-
-  Names must match exactly, except for Keras auto-numbered 'conv2d[_n]'
-  segments (the fusion convs), which are matched by the rank of their number
-  within the same scope, so 'fusion/conv2d_13' of a model built with an
-  offset receives 'fusion/conv2d' of the reference. A trailing ':0' is
-  optional in `weights`. Raises ValueError listing all missing, unused,
-  duplicate or mis-shaped entries; nothing is assigned in that case.
-  """
-  variables = list(model.variables)
-  var_names = [v.name for v in variables]
-  ref_names = list(weights.keys())
-  var_canon = _canonical_names(var_names)
-  ref_canon = _canonical_names(ref_names)
-
-  problems = []
-  ref_by_canon = {}
-  for canon, name in zip(ref_canon, ref_names):
-    if canon in ref_by_canon:
-      problems.append(f"duplicate weight entries {ref_by_canon[canon]!r} and "
-                      f"{name!r}")
-    ref_by_canon[canon] = name
-  if len(set(var_canon)) != len(var_canon):
-    problems.append("model has duplicate variable names: "
-                    f"{sorted(n for n in var_names if var_names.count(n) > 1)}")
-
-  assignments = []
-  used = set()
-  for var, canon in zip(variables, var_canon):
-    ref = ref_by_canon.get(canon)
-    if ref is None:
-      problems.append(f"no weight for model variable {var.name!r} "
-                      f"(shape {var.shape.as_list()})")
-      continue
-    used.add(canon)
-    value = np.asarray(weights[ref])
-    if tuple(value.shape) != tuple(var.shape.as_list()):
-      problems.append(f"shape mismatch for {var.name!r} <- {ref!r}: model "
-                      f"{var.shape.as_list()} vs weights {list(value.shape)}")
-      continue
-    assignments.append((var, value))
-  unused = [ref_by_canon[c] for c in ref_by_canon if c not in used]
-  if unused:
-    problems.append(f"weights not used by the model: {unused}")
-  if problems:
-    raise ValueError("set_weights_by_name: weights do not match the model:\n  "
-                     + "\n  ".join(problems))
-  for var, value in assignments:
-    var.assign(value.astype(var.dtype.as_numpy_dtype, copy=False))
-
-
-# ----------------------------------------------------------------------------
-# SavedModel.
-# ----------------------------------------------------------------------------
-
-
-def _serving_function(model: FilmModel):
-  """serving_default: keyword inputs x0, x1, time; flat outputs."""
-
-  @tf.function(autograph=False)
-  def serving_default(x0, x1, time):
-    return flatten_outputs(model({"x0": x0, "x1": x1, "time": time},
-                                 training=False))
-
-  return serving_default.get_concrete_function(**input_specs())
-
-
-def _dummy_inputs(model: FilmModel):
-  # 2 ** levels pixels: the coarsest level is 2x2 and the coarsest warped
-  # level 4x4 (warp needs sizes >= 2).
-  size = 2 ** model.config["pyramid_levels"]
-  rng = np.random.default_rng(0)
-  return {
-      "x0": tf.constant(rng.random((1, size, size, 3), dtype=np.float32)),
-      "x1": tf.constant(rng.random((1, size, size, 3), dtype=np.float32)),
-      "time": tf.constant([[0.5]], dtype=tf.float32),
-  }
-
-
-def _structure(outputs) -> Dict[str, Any]:
-  """{key: 'tensor' or ('list', n)} of an output dict."""
-  return {k: ("list", len(v)) if isinstance(v, list) else "tensor"
-          for k, v in outputs.items()}
-
-
-def save_film(model: FilmModel, directory: Union[str, os.PathLike],
-              verify: bool = True):
-  """Writes `model` as a SavedModel like Google's (minus Keras' extras).
-
-  The SavedModel has the original's `__call__` (traced for training=False
-  and True on inputs of any size), `variables` / `trainable_variables` in the
-  original's order and a `serving_default` signature with the original's
-  inputs (its outputs carry the flat keys of flatten_outputs; Keras named
-  the original's after internal layers).
-
-  With verify=True the directory is reloaded with tf.saved_model.load and
-  checked against the model: variable names, shapes and order; output
-  structure (tensors and lists) and values. Returns that loaded object
-  (None with verify=False).
-  """
-  directory = os.fspath(directory)
-  specs = input_specs()
-  # Keras saved both; they compute the same.
-  model.__call__.get_concrete_function(specs, True, None)
-  tf.saved_model.save(model, directory,
-                      signatures={"serving_default": _serving_function(model)})
-  if not verify:
-    return None
-  loaded = tf.saved_model.load(directory)
-  expected = [(v.name, v.shape.as_list()) for v in model.variables]
-  got = [(v.name, v.shape.as_list()) for v in loaded.variables]
-  if got != expected:
-    raise RuntimeError("save_film: variables of the saved model differ from "
-                       f"the model:\n got {got}\n want {expected}")
-  inputs = _dummy_inputs(model)
-  want = model(inputs, training=False)
-  out = loaded(inputs, training=False)
-  if not isinstance(out, dict) or _structure(out) != _structure(want):
-    raise RuntimeError("save_film: reloaded model returned "
-                       f"{_structure(out) if isinstance(out, dict) else out}, "
-                       f"expected {_structure(want)}")
-  got_flat = flatten_outputs(out)
-  for key, value in flatten_outputs(want).items():
-    value, got_value = np.asarray(value), np.asarray(got_flat[key])
-    # The same graph on the same inputs: equal up to nondeterministic
-    # summation order in the convolutions.
-    err = float(np.max(np.abs(got_value - value)))
-    scale = float(np.max(np.abs(value))) or 1.0
-    if got_value.shape != value.shape or err > 1e-5 * scale:
-      raise RuntimeError(f"save_film: reloaded output {key!r} differs "
-                         f"(max abs err {err}, scale {scale})")
-  return loaded
-
-
-def make_film_savedmodel(directory: Union[str, os.PathLike],
-                         config: Mapping[str, Any],
-                         weights: Union[Mapping[str, np.ndarray], str,
-                                        os.PathLike],
-                         verify: bool = True,
-                         fusion_conv_offset: int = 0) -> FilmModel:
-  """FilmModel + set_weights_by_name + save_film; returns the model.
-
-  `weights` is a name -> array mapping or a path to an .npz of that form.
-  With the default offset the fusion convs are conv2d ... conv2d_{n}, so the
-  variable names equal those of Google's released SavedModels.
-  """
-  if isinstance(weights, (str, os.PathLike)):
-    with np.load(weights) as npz:
-      weights = {k: npz[k] for k in npz.files}
-  model = FilmModel(config, fusion_conv_offset=fusion_conv_offset)
-  set_weights_by_name(model, weights)
-  save_film(model, directory, verify=verify)
-  return model
