@@ -15,10 +15,10 @@ docstring says what each row times):
      the same with glibc's malloc keeping freed memory, a plain
      torch.jit.load of the exported file, the same frozen and optimised for
      inference (with their largest difference from the CLIs' output), the
-     same network and weights in TensorFlow (benchmarks/tf_film.py), and the limit
-     row: the forward's convolutions alone, each distinct shape timed in
-     isolation and summed over the forward's calls; the other rows say what %
-     of it they reach.
+     same network and weights in TensorFlow (benchmarks/tf_film.py), and
+     the limit row: the forward's convolutions alone, each distinct shape
+     timed in isolation and summed over the forward's calls; the other rows
+     say what % of it they reach.
   B  7 in-between frames for the two photos (1024x768), each inference.py mode,
      and the baseline of one forward() per frame (benchmarks/images.py)
   C  2x a 720p sequence through the video path (each frame encoded once,
