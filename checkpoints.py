@@ -40,6 +40,7 @@ import torch
 
 import convert
 from interpolator import Interpolator
+from media.errors import first_line
 
 LAYOUTS = ("ours", "comfyui", "seed")
 LAYOUT_NAMES = {"ours": "this port's", "comfyui": "ComfyUI core's", "seed": "the original PyTorch port's"}
@@ -214,7 +215,7 @@ def our_state_dict(tensors: Mapping[str, torch.Tensor],
         try:
             config = convert.config_from_state_dict(renamed)
         except (convert.ConversionError, IndexError, TypeError, ValueError, RuntimeError) as error:
-            raise CheckpointError(f"{_first_line(error)}") from None
+            raise CheckpointError(f"{first_line(error)}") from None
     else:
         config = config_from_foreign_shapes(shapes, layout, pyramid_levels or DEFAULT_PYRAMID_LEVELS)
         renamed = None
@@ -254,11 +255,6 @@ def our_state_dict(tensors: Mapping[str, torch.Tensor],
 def _describe(config: Mapping) -> str:
     return ("(" + ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in config.items()
                             if k != "pyramid_levels") + ")")
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 # --------------------------------------------------------------------------- reading files
@@ -322,17 +318,17 @@ def read_tensors(path: str) -> Dict[str, torch.Tensor]:
         try:
             return load_file(path, device="cpu")
         except Exception as error:  # SafetensorError and others: the library says what is wrong
-            raise UnreadableWeights(f"not a readable safetensors file ({_first_line(error)})") from None
+            raise UnreadableWeights(f"not a readable safetensors file ({first_line(error)})") from None
     if kind == "torchscript":
         try:
             return dict(torch.jit.load(path, map_location="cpu").state_dict())
         except Exception as error:
-            raise UnreadableWeights(f"a TorchScript archive that does not load ({_first_line(error)})") from None
+            raise UnreadableWeights(f"a TorchScript archive that does not load ({first_line(error)})") from None
     if kind == "torch":
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:
-            raise UnreadableWeights(f"not a readable torch.save file ({_first_line(error)})") from None
+            raise UnreadableWeights(f"not a readable torch.save file ({first_line(error)})") from None
         if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
             state = state["state_dict"]  # training checkpoints keep the weights under this key
         if not isinstance(state, Mapping) or not state or \

@@ -42,6 +42,7 @@ import torch
 import checkpoints
 import convert
 import media.destination
+from media.errors import first_line
 from interpolator import Interpolator
 
 # Largest accepted max|pt - tf| / max|tf| of the fp32 network, per output. On
@@ -170,7 +171,7 @@ def load_saved_model(model_path: str):
     try:
         loaded = tf.saved_model.load(model_path)
     except Exception as error:  # TF raises many types; the first line says what is wrong
-        raise ExportError(f"cannot load {model_path}: {str(error).strip().splitlines()[0]}") from None
+        raise ExportError(f"cannot load {model_path}: {first_line(error)}") from None
     # Google's files were written by Keras 2: its variable list is the complete
     # one. Other SavedModels: every variable reachable from the root object.
     keras_api = getattr(loaded, "keras_api", None)
@@ -219,7 +220,7 @@ def run_tensorflow(loaded, x0, x1) -> Dict[str, np.ndarray]:
                          training=False)
     except Exception as error:
         raise ExportError(f'the SavedModel cannot be called like FILM\'s ({{"x0", "x1", "time"}} in): '
-                          f'{str(error).strip().splitlines()[0]}') from None
+                          f'{first_line(error)}') from None
     if not isinstance(outputs, Mapping) or "image" not in outputs:
         raise ExportError('the SavedModel does not return a dict with an "image" output')
     return flatten_outputs(outputs)

@@ -39,6 +39,7 @@ import torch
 
 import util
 from interpolator import Interpolator
+from media.errors import first_line
 
 OPSET = 18
 INPUT_NAMES = ("x0", "x1", "dt")
@@ -113,9 +114,7 @@ def export_onnx(model: Interpolator, path: str) -> None:
     except OnnxExportError:
         raise
     except Exception as error:
-        text = str(error).strip()
-        raise OnnxExportError(f"the ONNX export failed: {text.splitlines()[0] if text else type(error).__name__}") \
-            from None
+        raise OnnxExportError(f"the ONNX export failed: {first_line(error)}") from None
     check_ops(path)
 
 

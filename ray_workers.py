@@ -25,6 +25,7 @@ import video_jobs
 import work_folder
 from video_jobs import JobSpec, Segment
 from work_folder import ChunkSummary, JobError
+from media.errors import first_line
 
 log = logging.getLogger("film")
 
@@ -231,7 +232,7 @@ class RayRenderer:
                 raise cause from None
             raise JobError(f"a worker failed: {str(error).strip().splitlines()[-1]}") from None
         except ray.exceptions.RayActorError as error:
-            raise JobError(f"a worker died {RESTARTS + 1} times ({str(error).strip().splitlines()[0]}); "
+            raise JobError(f"a worker died {RESTARTS + 1} times ({first_line(error)}); "
                            f"see Ray's logs") from None
 
 

@@ -114,11 +114,6 @@ def choose_dtype(device: torch.device, precision: str) -> torch.dtype:
 
 # --------------------------------------------------------------------------- model files
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def load_model(path: str, device: torch.device = torch.device("cpu"),
                dtype: torch.dtype = torch.float32) -> torch.nn.Module:
     """Load a TorchScript file, or a state dict (.safetensors, .pt, .pth) of FILM weights

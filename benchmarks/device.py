@@ -36,6 +36,7 @@ import torch
 import runtime
 import video_pipeline
 from benchmarks.common import QUICK, STYLE, random_network
+from media.errors import first_line
 
 SIZES = ((720, 1280), (1080, 1920), (2160, 3840))
 QUICK_SIZES = ((128, 192),)
@@ -178,8 +179,7 @@ def measure(device: torch.device, *, quick: bool, repeats: int, sequence_frames:
                     else:
                         row["kept"] = seconds < plain_seconds and row["error"] <= ERROR_BOUNDS[name]
                 except Exception as error:  # a variant this device or build cannot run: said in its row
-                    text = str(error).strip()
-                    row["failed"] = text.splitlines()[0][:80] if text else type(error).__name__
+                    row["failed"] = first_line(error)[:80]
                 finally:
                     model = model.to(memory_format=torch.contiguous_format)
                 rows.append(row)

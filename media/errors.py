@@ -30,7 +30,14 @@ def notice_once(message: str) -> None:
         log.warning(message)
 
 
+def first_line(text_or_error) -> str:
+    """The first line of a message (an exception's, or its type's name when it has none): for one-line errors."""
+    text = str(text_or_error).strip()
+    if text:
+        return text.splitlines()[0]
+    return type(text_or_error).__name__ if isinstance(text_or_error, BaseException) else ""
+
+
 def describe_av_error(error: BaseException) -> str:
     """The first line of what PyAV / FFmpeg says about ``error``."""
-    text = getattr(error, "strerror", None) or str(error)
-    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return first_line(getattr(error, "strerror", None) or error)
