@@ -222,7 +222,9 @@ class Run:
         self.settings, self.rank, self.world_size, self.log = settings, rank, world_size, log
         self.device = torch.device(settings.device)
         self.main = rank == 0
-        os.makedirs(settings.run_dir, exist_ok=True)
+        missing = [path for path in settings.data if not os.path.exists(path)]
+        if missing:
+            raise TrainingError(f"training data not found: {missing[0]}")
         self.checkpoint_path = os.path.join(settings.run_dir, CHECKPOINT)
         self.schedules = loss_schedules(settings)
         vgg = None
@@ -235,6 +237,9 @@ class Run:
             except vgg19.VGGFileError as error:
                 raise TrainingError(str(error)) from None
         self.loss = step.WeightedLoss(self.schedules, vgg)
+        if settings.start and not os.path.isfile(settings.start):
+            raise TrainingError(f"start model not found: {settings.start}")
+        os.makedirs(settings.run_dir, exist_ok=True)
         self.learning_rate = recipes.learning_rate(settings.learning_rate, settings.decay_steps, settings.decay_rate,
                                                    settings.staircase)
         self.first_step = 0
