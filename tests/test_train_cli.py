@@ -158,3 +158,21 @@ def test_resume_after_sigkill_computes_the_same_steps(tmp_path):
     assert [line["step"] for line in resumed] == list(range(6))
     assert [line["loss"] for line in resumed] == [line["loss"] for line in whole]
     assert [line["parts"] for line in resumed] == [line["parts"] for line in whole]
+
+
+def test_torchrun_with_two_cpu_processes_logs_the_losses_of_one_process(tmp_path):
+    """torchrun --nproc_per_node 2 (gloo): each process takes half of every batch; same losses as one process."""
+    frames = write_frames(tmp_path / "clip", 16)
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
+    with __import__("socket").socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    runs = {}
+    for label, launcher in (("one", []), ("two", ["-m", "torch.distributed.run", "--nproc_per_node", "2",
+                                                   "--master_port", str(port)])):
+        run_dir = tmp_path / label
+        argv = arguments(run_dir, frames, "--steps", "3", "--recipe", "l1", "--val_every", "0", "--no_export")
+        subprocess.run([sys.executable, *launcher, str(ROOT / "train.py"), *argv], check=True, env=environment,
+                       capture_output=True, cwd=ROOT, timeout=180)
+        runs[label] = [line["loss"] for line in log_lines(run_dir) if "loss" in line]
+    np.testing.assert_allclose(runs["two"], runs["one"], rtol=1e-5)

@@ -334,6 +334,13 @@ class Run:
                 dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
                 param.grad.div_(self.world_size)
 
+    def _averaged(self, total: float, parts: Dict[str, float]):
+        import torch.distributed as dist
+        values = torch.tensor([total, *parts.values()], dtype=torch.float64)
+        dist.all_reduce(values)
+        values /= self.world_size
+        return float(values[0]), dict(zip(parts, (float(v) for v in values[1:])))
+
     def _autocast(self):
         precision = self.settings.precision
         if precision == "fp32":
@@ -376,6 +383,8 @@ class Run:
                     with self._autocast():
                         total, parts = step.train_step(self.model, self.optimizer, self.loss, batch, current, rate,
                                                        after_backward)
+                    if self.world_size > 1:  # the log shows the combined batch's loss, not process 0's share
+                        total, parts = self._averaged(total, parts)
                     if not math.isfinite(total):
                         raise TrainingError(f"the loss is {total} at step {current}: lower --learning_rate")
                     last = {"step": current, "loss": total, "parts": parts, "lr": rate}
