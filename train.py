@@ -15,6 +15,7 @@ import time
 import cli  # first: it sets how OpenMP threads wait before torch loads
 import torch
 
+import runtime
 from interpolator import STYLE_CONFIG
 from training import augment, data, loop, recipes
 
@@ -151,6 +152,14 @@ def run(args) -> int:
     bad = [a for a in augmentations if a not in augment.AUGMENTATIONS]
     if bad:
         raise cli.UserError(f"unknown augmentation {bad[0]!r} (known: {', '.join(augment.AUGMENTATIONS)})")
+    precision = args.precision
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise cli.UserError(f"unknown device {args.device!r} (cpu, cuda, cuda:N, mps)") from None
+    if precision != "fp32" and not runtime.native_precision_support(device, precision):
+        cli.log.warning(f"{precision} is not native on this {device.type}: training in fp32")
+        precision = "fp32"
     settings = loop.Settings(
         run_dir=args.run_dir, data=args.data, start=args.start, config=model_config(args.config), recipe=args.recipe,
         loss_weights=dict(args.loss_weight), vgg_file=args.vgg_file, learning_rate=args.learning_rate,
@@ -159,7 +168,7 @@ def run(args) -> int:
         seed=args.seed, val_fraction=args.val_fraction, frame_gap=args.frame_gap,
         scene_threshold=args.scene_threshold, dedup_threshold=args.dedup_threshold, val_every=args.val_every,
         val_count=args.val_count, val_crop=args.val_crop, checkpoint_every=args.checkpoint_every,
-        workers=args.workers, precision=args.precision, device=args.device, export=not args.no_export,
+        workers=args.workers, precision=precision, device=args.device, export=not args.no_export,
         world_size=world_size, progress=not args.no_progress)
     started = time.perf_counter()
     try:

@@ -176,3 +176,16 @@ def test_torchrun_with_two_cpu_processes_logs_the_losses_of_one_process(tmp_path
                        capture_output=True, cwd=ROOT, timeout=180)
         runs[label] = [line["loss"] for line in log_lines(run_dir) if "loss" in line]
     np.testing.assert_allclose(runs["two"], runs["one"], rtol=1e-5)
+
+
+def test_bf16_autocast_trains_where_native(tmp_path, capsys, one_thread):
+    frames = write_frames(tmp_path / "clip", 12)
+    status, out, err = run_main(train.main, capsys, *arguments(tmp_path / "run", frames, "--steps", "2", "--recipe",
+                                                               "l1", "--precision", "bf16", "--no_export"))
+    assert status == 0, err
+    native = runtime.native_precision_support(torch.device("cpu"), "bf16")
+    assert ("not native" in err) != native
+    saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert saved["settings"]["precision"] == ("bf16" if native else "fp32")
+    losses = [line["loss"] for line in log_lines(tmp_path / "run") if "loss" in line]
+    assert len(losses) == 2 and all(np.isfinite(losses))
