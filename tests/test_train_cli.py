@@ -189,3 +189,22 @@ def test_bf16_autocast_trains_where_native(tmp_path, capsys, one_thread):
     assert saved["settings"]["precision"] == ("bf16" if native else "fp32")
     losses = [line["loss"] for line in log_lines(tmp_path / "run") if "loss" in line]
     assert len(losses) == 2 and all(np.isfinite(losses))
+
+
+def test_sigterm_checkpoints_after_the_step_in_progress(tmp_path):
+    frames = write_frames(tmp_path / "clip", 16)
+    run_dir = tmp_path / "run"
+    argv = arguments(run_dir, frames, "--steps", "1000", "--recipe", "l1", "--checkpoint_every", "0",
+                     "--val_every", "0", "--no_export", "--workers", "1")
+    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *argv], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((run_dir / "log.jsonl").exists()
+                                          and sum(1 for _ in open(run_dir / "log.jsonl")) >= 3):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    saved = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    logged = [line["step"] for line in log_lines(run_dir) if "loss" in line]
+    assert saved["step"] == logged[-1] + 1 and f"checkpoint of step {saved['step']} written" in err

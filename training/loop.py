@@ -44,6 +44,7 @@ import torch
 from tqdm import tqdm
 
 import checkpoints
+import cli
 import convert
 from interpolator import STYLE_CONFIG, Interpolator
 from training import augment, data, recipes, step, vgg19
@@ -207,12 +208,13 @@ class SignalFlag:
             signal.signal(number, handler)
 
 
-class Interrupted(KeyboardInterrupt):
-    """Training stopped by a signal after a checkpoint; ``note`` says where (cli prints it)."""
+class Interrupted(cli.Terminated):
+    """Training stopped by a signal after a checkpoint; ``note`` says where. cli prints it and exits
+    with 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM)."""
 
     def __init__(self, signal_number: int, note: str):
-        super().__init__(signal.Signals(signal_number).name)
-        self.signal_number, self.note = signal_number, note
+        super().__init__(signal_number)
+        self.note = note
 
 
 # --------------------------------------------------------------------------- the run
@@ -378,7 +380,15 @@ class Run:
         try:
             with SignalFlag() as flag:
                 for current in range(self.first_step, s.steps):
-                    batch = {k: v.to(self.device) for k, v in next(batches).items()}
+                    try:
+                        batch = {k: v.to(self.device) for k, v in next(batches).items()}
+                    except RuntimeError:
+                        if flag.received is None:
+                            raise
+                        # Ctrl-C reaches the loader's workers too, which then end: stop before this step.
+                        self.save_checkpoint(current)
+                        raise Interrupted(flag.received, f"checkpoint of step {current} written to "
+                                          f"{self.checkpoint_path}; run the same command to resume") from None
                     rate = self.learning_rate(current)
                     with self._autocast():
                         total, parts = step.train_step(self.model, self.optimizer, self.loss, batch, current, rate,
