@@ -21,45 +21,47 @@ from training import augment, data, loop, recipes
 
 EPILOG = """\
 data layouts (--data, repeatable; recognised by their content):
-  Vimeo-90K        a folder with tri_trainlist.txt and sequences/<seq>/<clip>/im1.png,
-                   im2.png, im3.png (the original's training set); tri_testlist.txt, if
-                   there, is the validation split
-  triplet folders  a folder whose subfolders (any depth) each hold exactly three images,
-                   in name order x0, y, x1; a fixed share (--val_fraction, by a hash of
-                   the folder name) is held out for validation
-  your footage     a video file, a folder of frames, or a folder of videos / frame
-                   folders: triplets are consecutive kept frames (i, i+g, i+2g) with
-                   g = --frame_gap; held frames (--dedup_threshold) are dropped, triplets
-                   across a scene cut (--scene_threshold) skipped, and the last
-                   --val_fraction of each source is validation (no frame in both);
-                   video frames are decoded once to PNG in RUN_DIR/frames/
+  Vimeo-90K    a folder with tri_trainlist.txt and sequences/<seq>/<clip>/
+               im1.png, im2.png, im3.png (the original's training set);
+               tri_testlist.txt, if there, is the validation split
+  triplets     a folder whose subfolders (any depth) each hold exactly three
+               images, in name order x0, y, x1; a fixed share
+               (--val_fraction, by a hash of the folder name) is validation
+  footage      a video, a folder of frames, or a folder of videos / frame
+               folders: triplets of kept frames (i, i+g, i+2g), g =
+               --frame_gap; held frames (--dedup_threshold) are dropped,
+               triplets across a scene cut (--scene_threshold) skipped; the
+               last --val_fraction of each source is validation (no frame
+               in both); video frames are decoded once to RUN_DIR/frames/
 
 recipes (the original's gin files; every value can be overridden):
-  style  l1 1.0; vgg 1.0, 0.25 after step 1,500,000; style 0.0, 40.0 after it
+  style  l1 1.0; vgg 1.0, 0.25 after step 1,500,000; style 0.0, 40.0 after
   vgg    l1 1.0; vgg 1.0, 0.25 after step 1,500,000
   l1     l1 1.0
-  all:   Adam (as Keras computes it) lr 1e-4, ExponentialDecay 750,000 steps x0.464158,
-         staircase; batch 8; random 256x256 crops; augmentations rot90, flip,
-         rotate (+-45 deg), time reverse. The original ran 3,000,000 steps.
-  --loss_weight NAME=VALUE or NAME=BOUNDARY,...:VALUE,... overrides one loss's
-  schedule, e.g. --loss_weight style=0 or --loss_weight vgg=1500000:1,0.25.
-  vgg and style need MatConvNet's VGG-19 (--vgg_file): download
-  https://www.vlfeat.org/matconvnet/models/imagenet-vgg-verydeep-19.mat (510 MB).
+  all:   Adam (as Keras computes it), lr 1e-4, ExponentialDecay by 0.464158
+         every 750,000 steps (staircase); batch 8; random 256x256 crops;
+         rot90, flip, rotate (+-45 deg), time reverse. The original ran
+         3,000,000 steps.
+  --loss_weight NAME=VALUE or NAME=BOUNDARY,...:VALUE,... overrides one
+  loss's schedule: --loss_weight style=0, --loss_weight vgg=1500000:1,0.25.
+  vgg and style need MatConvNet's VGG-19 (--vgg_file, 510 MB): https://
+  www.vlfeat.org/matconvnet/models/imagenet-vgg-verydeep-19.mat
 
 the run folder RUN_DIR:
-  checkpoint.pt every --checkpoint_every steps and on Ctrl-C / SIGTERM (after the
-  step in progress); run the same command again to resume, also after a kill -9:
-  the resumed run computes exactly the steps an uninterrupted one does.
-  log.jsonl (losses per step, validation L1 and PSNR), tensorboard/ (tensorboard
-  --logdir RUN_DIR/tensorboard), and at the end model.pt: our TorchScript file,
-  for inference.py, inference_video.py and evaluate.py.
+  checkpoint.pt every --checkpoint_every steps and on Ctrl-C / SIGTERM
+  (after the step in progress); run the same command again to resume, also
+  after a kill -9: the resumed run computes exactly the steps an
+  uninterrupted one does. log.jsonl (losses per step, validation L1 and
+  PSNR), tensorboard/ (tensorboard --logdir RUN_DIR/tensorboard), and at the
+  end model.pt: our TorchScript file, for inference.py and evaluate.py.
 
-several processes: torchrun --nproc_per_node N train.py ... (gloo on the CPU);
-each process takes batch/N items of every batch, gradients are averaged.
+several processes: torchrun --nproc_per_node N train.py ... (gloo on the
+CPU); each process takes batch/N items of every batch, gradients averaged.
 
 examples:
-  python train.py runs/mine --data my_clip.mp4 --start film_net_fp32.pt --recipe l1 --steps 2000
-  python train.py runs/vimeo --data vimeo_triplet --config style --recipe style \\
+  python train.py runs/mine --data clip.mp4 --start film_net_fp32.pt \\
+      --recipe l1 --steps 2000
+  python train.py runs/vimeo --data vimeo_triplet --recipe style \\
       --vgg_file imagenet-vgg-verydeep-19.mat --steps 3000000
 """
 

@@ -50,7 +50,7 @@ def test_help_explains_layouts_and_recipes(capsys):
     with pytest.raises(SystemExit):
         train.main(["--help"])
     text = capsys.readouterr().out
-    for words in ("Vimeo-90K", "tri_trainlist.txt", "triplet folders", "your footage", "style", "1,500,000",
+    for words in ("Vimeo-90K", "tri_trainlist.txt", "triplets", "footage", "style", "1,500,000",
                   "imagenet-vgg-verydeep-19.mat", "torchrun", "resume"):
         assert words in text, words
 
