@@ -79,3 +79,18 @@ def test_bad_vgg_files_are_refused_in_one_line(tmp_path):
         with pytest.raises(vgg19.VGGFileError) as error:
             vgg19.VGG19Features.from_file(str(path))
         assert words in str(error.value) and "\n" not in str(error.value)
+
+
+def test_compressed_mat_files_read_the_same(tmp_path):
+    """MATLAB's default -v7 files hold each variable zlib-compressed (miCOMPRESSED): same arrays."""
+    import struct
+    import zlib
+    raw = (TRAINING / "vgg19_narrow.mat").read_bytes()
+    header, body = raw[:128], raw[128:]
+    packed = zlib.compress(body)  # the file's one variable, as one compressed element
+    (tmp_path / "compressed.mat").write_bytes(header + struct.pack("<II", 15, len(packed)) + packed)
+    plain = vgg19.read_conv_weights(str(TRAINING / "vgg19_narrow.mat"))
+    compressed = vgg19.read_conv_weights(str(tmp_path / "compressed.mat"))
+    assert sorted(plain) == sorted(compressed)
+    for name in plain:
+        assert all(np.array_equal(a, b) for a, b in zip(plain[name], compressed[name]))
