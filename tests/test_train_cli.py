@@ -164,16 +164,15 @@ def test_torchrun_with_two_cpu_processes_logs_the_losses_of_one_process(tmp_path
     """torchrun --nproc_per_node 2 (gloo): each process takes half of every batch; same losses as one process."""
     frames = write_frames(tmp_path / "clip", 16)
     environment = dict(os.environ, OMP_NUM_THREADS="1")
-    with __import__("socket").socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     runs = {}
-    for label, launcher in (("one", []), ("two", ["-m", "torch.distributed.run", "--nproc_per_node", "2",
-                                                   "--master_port", str(port)])):
+    # --standalone: torchrun picks a free port for its rendezvous itself.
+    for label, launcher in (("one", []), ("two", ["-m", "torch.distributed.run", "--standalone",
+                                                   "--nproc_per_node", "2"])):
         run_dir = tmp_path / label
         argv = arguments(run_dir, frames, "--steps", "3", "--recipe", "l1", "--val_every", "0", "--no_export")
-        subprocess.run([sys.executable, *launcher, str(ROOT / "train.py"), *argv], check=True, env=environment,
-                       capture_output=True, cwd=ROOT, timeout=180)
+        result = subprocess.run([sys.executable, *launcher, str(ROOT / "train.py"), *argv], env=environment,
+                                capture_output=True, text=True, cwd=ROOT, timeout=180)
+        assert result.returncode == 0, result.stderr[-3000:]
         runs[label] = [line["loss"] for line in log_lines(run_dir) if "loss" in line]
     np.testing.assert_allclose(runs["two"], runs["one"], rtol=1e-5)
 
