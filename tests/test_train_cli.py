@@ -122,6 +122,11 @@ def test_a_short_run_logs_checkpoints_and_exports_a_model_inference_loads(tmp_pa
     assert saved["step"] == 3
     reference = {k: v for k, v in saved["model"].items()}
     assert all(torch.equal(v, reference[k]) for k, v in model.state_dict().items())
+    # The exported TorchScript starts another run as it is.
+    argv = [str(tmp_path / "again"), "--data", str(frames), "--start", str(run_dir / "model.pt"), "--recipe", "l1",
+            "--steps", "1", "--crop", "64", "--val_count", "0", "--workers", "0", "--no_export", "--no_progress"]
+    status, out, err = run_main(train.main, capsys, *argv)
+    assert status == 0 and f"from {run_dir / 'model.pt'}" in out, err
 
 
 def test_bad_input_is_one_line(tmp_path, capsys):
