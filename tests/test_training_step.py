@@ -139,3 +139,15 @@ def test_schedules_match_keras():
     assert smooth(375_000) == pytest.approx(1e-4 * 0.464158 ** 0.5, rel=1e-6)
     piecewise = optim.PiecewiseConstant([10, 20], [1.0, 2.0, 3.0])
     assert [piecewise(s) for s in (0, 10, 11, 20, 21)] == [1.0, 1.0, 2.0, 2.0, 3.0]
+
+
+def test_a_loss_scaled_step_lands_where_the_plain_one_does(reference, vgg, one_thread):
+    """The fp16 path's GradScaler (here in fp32, where it is exact up to rounding) changes nothing but the scale."""
+    results = []
+    for scaler in (None, torch.amp.GradScaler("cpu", init_scale=2.0 ** 10)):
+        model = build(reference)
+        optimizer = optim.KerasAdam(model.parameters(), lr=1e-4)
+        loss = step.WeightedLoss(recipes.loss_weights("style"), vgg)
+        step.train_step(model, optimizer, loss, batch_of(reference), 1_500_001, 1e-4, scaler=scaler)
+        results.append({k: v.detach().clone() for k, v in model.named_parameters()})
+    assert max(float((results[0][k] - results[1][k]).abs().max()) for k in results[0]) <= 1e-7

@@ -252,8 +252,12 @@ class Run:
         else:
             self.model = starting_model(settings).to(self.device)
         self.optimizer = KerasAdam(self.model.parameters(), lr=settings.learning_rate)
+        # fp16 needs loss scaling (its smallest normal number is 6e-5); bf16 has fp32's range.
+        self.scaler = torch.amp.GradScaler(self.device.type) if settings.precision == "fp16" else None
         if resumed:
             self.optimizer.load_state_dict(saved["optimizer"])
+            if self.scaler is not None and saved.get("scaler"):
+                self.scaler.load_state_dict(saved["scaler"])
             self.first_step = int(saved["step"])
             self._restore_rng(saved["rng"])
         self.manifest = self._manifest()
@@ -306,7 +310,8 @@ class Run:
         buffer = io.BytesIO()
         torch.save({"format": CHECKPOINT_FORMAT, "step": next_step, "settings": asdict(self.settings),
                     "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-                    "optimizer": self.optimizer.state_dict(), "rng": self._rng_state()}, buffer)
+                    "optimizer": self.optimizer.state_dict(), "rng": self._rng_state(),
+                    "scaler": self.scaler.state_dict() if self.scaler is not None else None}, buffer)
         write_atomically(self.checkpoint_path, buffer.getvalue())
 
     def _open_log(self):
@@ -392,7 +397,7 @@ class Run:
                     rate = self.learning_rate(current)
                     with self._autocast():
                         total, parts = step.train_step(self.model, self.optimizer, self.loss, batch, current, rate,
-                                                       after_backward)
+                                                       after_backward, self.scaler)
                     if self.world_size > 1:  # the log shows the combined batch's loss, not process 0's share
                         total, parts = self._averaged(total, parts)
                     if not math.isfinite(total):

@@ -45,17 +45,25 @@ def forward_and_loss(model, loss: WeightedLoss, batch: Mapping[str, Tensor], ste
 
 
 def train_step(model, optimizer, loss: WeightedLoss, batch: Mapping[str, Tensor], step: int,
-               learning_rate: float, after_backward: Optional[Callable[[], None]] = None):
-    """One optimizer step at ``step``; returns (total, parts) as floats."""
+               learning_rate: float, after_backward: Optional[Callable[[], None]] = None, scaler=None):
+    """One optimizer step at ``step``; returns (total, parts) as floats.
+
+    ``scaler``: a ``torch.amp.GradScaler`` for fp16 (the loss is scaled so that
+    small gradients survive in fp16, and a step with inf/NaN gradients is skipped).
+    """
     model.train()
     optimizer.zero_grad(set_to_none=True)
     _, total, parts = forward_and_loss(model, loss, batch, step)
-    total.backward()
+    (scaler.scale(total) if scaler is not None else total).backward()
     if after_backward is not None:
-        after_backward()  # e.g. averaging gradients over processes
+        after_backward()  # e.g. averaging gradients over processes (linear: scaled gradients average alike)
     for group in optimizer.param_groups:
         group["lr"] = learning_rate
-    optimizer.step()
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
     return float(total.detach()), {name: float(value.detach()) for name, value in parts.items()}
 
 
