@@ -19,9 +19,11 @@ from conftest import DATA, ORIGINAL_SAVEDMODEL, SHARED_REFERENCE, photo_pair
 COPIED_FILES = ("small_config.json", "alt_config.json", "film_style_variables.json",
                 "small_weights.npz", "alt_weights.npz")
 CASES = ("small_photos_192x256", "small_random_64x128", "alt_photos_192x256", "alt_random_64x128")
+# training/ of the reference folder: byte-identical copies.
+TRAINING_FILES = ("losses_cases.npz",)
 # Everything in tests/data, so that nothing unchecked can be added.
 DATA_FILES = sorted(COPIED_FILES + tuple(f"{case}.npz" for case in CASES) + (
-    f"{ORIGINAL_SAVEDMODEL}.tar.xz", "photos_inputs.json", "README.md", "copy_reference.py"))
+    f"{ORIGINAL_SAVEDMODEL}.tar.xz", "photos_inputs.json", "README.md", "copy_reference.py", "training"))
 
 
 def _sources():
@@ -55,8 +57,9 @@ def _assert_identical_arrays(got, want, label):
 
 def test_data_folder_holds_exactly_the_documented_files():
     assert sorted(p.name for p in DATA.iterdir()) == DATA_FILES
+    assert sorted(p.name for p in (DATA / "training").iterdir()) == sorted(TRAINING_FILES)
     # Kept small enough for a repository (see README.md for what is stored how).
-    assert sum(p.stat().st_size for p in DATA.iterdir()) < 10_000_000
+    assert sum(p.stat().st_size for p in DATA.rglob("*") if p.is_file()) < 12_500_000
 
 
 def test_photo_inputs_are_the_originals():
@@ -72,6 +75,8 @@ def test_photo_inputs_are_the_originals():
 def test_copy_equals_source(source):
     for name in COPIED_FILES:
         assert (DATA / name).read_bytes() == (source / name).read_bytes(), name
+    for name in TRAINING_FILES:
+        assert (DATA / "training" / name).read_bytes() == (source / "training" / name).read_bytes(), name
     regenerated = dict(zip(("x0", "x1"), photo_pair()))
     for case in CASES:
         want = _arrays(source / f"{case}.npz")

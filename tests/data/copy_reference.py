@@ -26,6 +26,8 @@ COPIED = ('small_config.json', 'alt_config.json', 'film_style_variables.json',
 CASES = ('small_photos_192x256', 'small_random_64x128', 'alt_photos_192x256', 'alt_random_64x128')
 PHOTO_INPUTS = ('x0', 'x1')  # regenerated from photos/ by conftest.photo_pair()
 SAVEDMODEL = 'original_small_savedmodel'
+# The training reference (training/ of the reference folder), byte-identical copies.
+TRAINING_COPIED = ('losses_cases.npz',)
 
 
 def write_npz_lzma(path, arrays):
@@ -50,6 +52,9 @@ def main(argv):
     source = pathlib.Path(argv[0] if argv else ROOT.parent / 'shared' / 'reference')
     for name in COPIED:
         shutil.copyfile(source / name, HERE / name)
+    (HERE / 'training').mkdir(exist_ok=True)
+    for name in TRAINING_COPIED:
+        shutil.copyfile(source / 'training' / name, HERE / 'training' / name)
     inputs = None
     for case in CASES:
         with np.load(source / f'{case}.npz') as data:
@@ -71,7 +76,7 @@ def main(argv):
            for key, array in inputs.items()},
     }
     (HERE / 'photos_inputs.json').write_text(json.dumps(manifest, indent=1) + '\n')
-    total = sum(p.stat().st_size for p in HERE.iterdir() if p.is_file())
+    total = sum(p.stat().st_size for p in HERE.rglob('*') if p.is_file())
     print(f'wrote {HERE} ({total / 1e6:.2f} MB)')
 
 
