@@ -404,15 +404,19 @@ class RuntimeOptions:
 
 
 def open_model(path: str, options: RuntimeOptions = RuntimeOptions(), *,
-               frame_size: Tuple[int, int]) -> ModelRuntime:
-    """Load ``path`` as ``options`` say, tiled if ``frame_size`` (H, W) needs it."""
+               frame_size: Tuple[int, int], native_only: bool = True) -> ModelRuntime:
+    """Load ``path`` as ``options`` say, tiled if ``frame_size`` (H, W) needs it.
+
+    ``native_only=False`` runs the precision asked for even where the hardware
+    would emulate it (slowly): for measuring what a precision does to quality.
+    """
     threads, gpu, precision = options.threads, options.gpu, options.precision
     tile, max_memory_gb = options.tile, options.max_memory_gb
     set_threads(threads)
     device = choose_device(gpu)
     if device.type == "cpu":
         keep_freed_memory()
-    dtype = choose_dtype(device, precision)
+    dtype = choose_dtype(device, precision) if native_only else PRECISION_DTYPES[precision]
     model = load_model(path, device, dtype)
     tiled = apply_tiling(model, *padded_size(*frame_size), tile, max_memory_gb, dtype, device)
     runtime = ModelRuntime(tiled, device, dtype)

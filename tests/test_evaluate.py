@@ -1,0 +1,290 @@
+"""Tests of evaluation/ and evaluate.py: metrics against TensorFlow and the original's values, tiny datasets
+in each benchmark's real layout, results.csv, resuming, and bad folders."""
+import os
+import pathlib
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import evaluate  # noqa: E402
+from conftest import DATA, assert_refused_cleanly, random_interpolator, run_main  # noqa: E402
+from evaluation import datasets, metrics, runner  # noqa: E402
+
+TINY = dict(filters=4, flow_filters=(4, 4, 8, 8))
+CASES = ("a_1x67x93", "b_2x64x96", "c_1x130x77")
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def nchw(array):
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2)
+
+
+# --------------------------------------------------------------------------- metrics
+
+@pytest.fixture(scope="module")
+def losses_cases():
+    with np.load(DATA / "training" / "losses_cases.npz") as data:
+        return {key: data[key] for key in data.files}
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("name", ["ssim", "psnr", "l1", "l2"])
+def test_metrics_and_gradients_match_the_originals(losses_cases, case, name):
+    prediction = nchw(losses_cases[f"{case}/prediction"]).requires_grad_()
+    value = metrics.METRICS[name](prediction, nchw(losses_cases[f"{case}/y"]))
+    gradient, = torch.autograd.grad(value, prediction)
+    want = float(losses_cases[f"{case}/{name}"])
+    assert abs(float(value.detach()) - want) <= 1e-5 * abs(want)
+    want_gradient = losses_cases[f"{case}/grad_{name}"]
+    got_gradient = gradient.permute(0, 2, 3, 1).numpy()
+    assert np.linalg.norm(got_gradient - want_gradient) <= 1e-4 * np.linalg.norm(want_gradient)
+
+
+def test_psnr_and_ssim_match_tensorflow_on_the_same_images():
+    tf = pytest.importorskip("tensorflow")
+    rng = np.random.default_rng(1)
+    for batch, height, width in ((1, 67, 93), (2, 11, 40), (1, 130, 77)):
+        target = rng.random((batch, height, width, 3), dtype=np.float32)
+        # quantised to 8 bits as frames are read, and a prediction near it, clipped as the eval clips it
+        target = np.round(target * 255).astype(np.float32) * np.float32(1 / 255)
+        prediction = np.clip(target + rng.normal(0, 0.05, target.shape).astype(np.float32), 0, 1)
+        ours_psnr = metrics.psnr_per_image(nchw(prediction), nchw(target)).numpy()
+        ours_ssim = metrics.ssim_per_image(nchw(prediction), nchw(target)).numpy()
+        tf_psnr = tf.image.psnr(prediction, target, max_val=1.0).numpy()
+        tf_ssim = tf.image.ssim(prediction, target, max_val=1.0).numpy()
+        assert np.abs(ours_psnr - tf_psnr).max() <= 1e-4
+        assert np.abs(ours_ssim - tf_ssim).max() <= 1e-5
+
+
+def test_xiph_resize_is_the_originals():
+    """Against skimage.transform.resize_local_mean, as the original's datasets/util.py (skipped without it)."""
+    transform = pytest.importorskip("skimage.transform")
+    samples = np.random.default_rng(2).integers(0, 256, (135, 143, 3), dtype=np.uint8)
+    linear = np.power(np.clip(samples.astype(np.float32) / 255.0, 0, 1), 2.2)
+    resized = np.power(np.clip(transform.resize_local_mean(linear, (67, 71)), 0, 1), 1.0 / 2.2)
+    want = np.clip(resized * 255.0 + 0.5, 0.0, 255.0).astype(np.uint8)
+    assert np.array_equal(datasets.downscale_half_linear_light(samples), want)
+
+
+def test_xiph_4k_crop_is_the_central_half():
+    samples = np.arange(2160 * 4096 * 3 // 64, dtype=np.uint8).reshape(270, 512, 3)
+    assert datasets.centre_crop_half(samples).shape == (136, 256, 3)
+    assert np.array_equal(datasets.centre_crop_half(samples), samples[67:203, 128:384])
+
+
+# --------------------------------------------------------------------------- tiny datasets in the real layouts
+
+def write_rgb(path, pixels):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    assert cv2.imwrite(str(path), np.ascontiguousarray(pixels[:, :, ::-1]))
+
+
+def moving_triplet(rng, height, width, shift=3):
+    """A smooth image moving right by ``shift`` pixels per frame: (first, middle, last) uint8."""
+    base = cv2.GaussianBlur(rng.integers(0, 256, (height, width + 2 * shift, 3), dtype=np.uint8), (7, 7), 2)
+    return tuple(base[:, shift * k:shift * k + width] for k in (2, 1, 0))
+
+
+def make_vimeo(root, rng, count=2):
+    names = [f"0000{i + 1}/000{i + 1}" for i in range(count)]
+    for name in names:
+        for index, frame in enumerate(moving_triplet(rng, 64, 71), start=1):
+            write_rgb(root / "sequences" / name / f"im{index}.png", frame)
+    (root / "tri_testlist.txt").write_text("\n".join(names) + "\n\n")
+    return names
+
+
+def make_middlebury(root, rng):
+    for name, (height, width) in {"Dimetrodon": (67, 93), "Venus": (70, 65)}.items():
+        first, middle, last = moving_triplet(rng, height, width)
+        write_rgb(root / "other-data" / name / "frame10.png", first)
+        write_rgb(root / "other-data" / name / "frame11.png", last)
+        write_rgb(root / "other-gt-interp" / name / "frame10i11.png", middle)
+    os.makedirs(root / "other-data" / "Army")  # no ground truth: not an example, as in the original
+
+
+def make_ucf101(root, rng):
+    for number in (1, 2, 10):
+        for base, frame in zip(("frame_00.png", "frame_01_gt.png", "frame_02.png"), moving_triplet(rng, 64, 64)):
+            write_rgb(root / "ucf101_interp_ours" / str(number) / base, frame)
+        write_rgb(root / "ucf101_interp_ours" / str(number) / "frame_01_ours.png", frame)
+
+
+def make_xiph(root, rng):
+    os.makedirs(root)
+    base = cv2.GaussianBlur(rng.integers(0, 256, (132, 128 + 200, 3), dtype=np.uint8), (7, 7), 2)
+    for index in range(datasets.XIPH_CLIP_FRAMES):
+        write_rgb(root / f"Clip-{index + 1:03d}.png", base[:, 2 * index:2 * index + 129])
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    torch.jit.script(random_interpolator(**TINY)).save(str(path))
+    return str(path)
+
+
+def read_csv(path):
+    lines = pathlib.Path(path).read_text().splitlines()
+    return lines[0].split(", "), [line.split(", ") for line in lines[1:]]
+
+
+def test_examples_of_each_layout(tmp_path):
+    rng = np.random.default_rng(0)
+    make_vimeo(tmp_path / "vimeo", rng)
+    make_middlebury(tmp_path / "mb", rng)
+    make_ucf101(tmp_path / "ucf", rng)
+    make_xiph(tmp_path / "xiph", rng)
+    assert [e.key for e in datasets.find_examples("vimeo90k", str(tmp_path / "vimeo"))] == [
+        "sequences/00001/0001/im2", "sequences/00002/0002/im2"]
+    assert [e.key for e in datasets.find_examples("middlebury", str(tmp_path / "mb"))] == [
+        "other-gt-interp/Dimetrodon/frame10i11", "other-gt-interp/Venus/frame10i11"]
+    assert [e.key for e in datasets.find_examples("ucf101", str(tmp_path / "ucf"))] == [
+        f"ucf101_interp_ours/{n}/frame_01_gt" for n in (1, 2, 10)]
+    xiph = datasets.find_examples("xiph2k", str(tmp_path / "xiph"))
+    assert len(xiph) == 49 and xiph[0].key == "Clip-002" and xiph[-1].key == "Clip-098"
+    assert [os.path.basename(p) for p in xiph[1][1:]] == ["Clip-003.png", "Clip-004.png", "Clip-005.png"]
+    first, truth, second = datasets.load_example(xiph[0], datasets.BENCHMARKS["xiph2k"])
+    assert first.shape == (66, 64, 3) and truth.dtype == np.float32
+    first, _, _ = datasets.load_example(xiph[0], datasets.BENCHMARKS["xiph4k"])
+    assert first.shape == (66, 65, 3)
+    # frames as TensorFlow decodes them: samples times float32(1/255)
+    samples = cv2.imread(xiph[0].ground_truth)[:, :, ::-1]
+    _, truth, _ = datasets.load_example(xiph[0], datasets.BENCHMARKS["xiph4k"])
+    assert np.array_equal(truth, datasets.centre_crop_half(samples).astype(np.float32) * np.float32(1 / 255))
+
+
+def expected_metrics(model_file, example, benchmark, precision="fp32"):
+    """The metrics of one example computed here without the runner: the network unpadded, output clipped."""
+    import runtime
+    first, truth, second = datasets.load_example(example, datasets.BENCHMARKS[benchmark])
+    model = runtime.load_model(model_file, dtype=runtime.PRECISION_DTYPES[precision])
+    dtype = runtime.PRECISION_DTYPES[precision]
+    with torch.no_grad():
+        prediction = model(runtime.image_to_tensor(first).to(dtype), runtime.image_to_tensor(second).to(dtype),
+                           torch.full((1, 1), 0.5)).clamp(0, 1).float()
+    return metrics.evaluate_metrics(prediction, runtime.image_to_tensor(truth))
+
+
+def test_middlebury_csv_settings_side_by_side(capsys, tmp_path, model_file):
+    make_middlebury(tmp_path / "mb", np.random.default_rng(3))
+    output = tmp_path / "results.csv"
+    status, out, err = run_main(evaluate.main, capsys, model_file, tmp_path / "mb", "--dataset", "middlebury",
+                                "--precision", "fp32", "bf16", "--reuse", "on", "off", "--output", output,
+                                "--save_frames", tmp_path / "frames")
+    assert status == 0, err
+    title, rows = read_csv(output)
+    labels = ["fp32", "fp32+noreuse", "bf16", "bf16+noreuse"]
+    assert title == ["key"] + [f"{label}:{name}" for label in labels for name in metrics.METRIC_NAMES]
+    assert [row[0] for row in rows] == ["other-gt-interp/Dimetrodon/frame10i11", "other-gt-interp/Venus/frame10i11",
+                                        "mean"]
+    values = np.array([[float(v) for v in row[1:]] for row in rows], dtype=np.float32)
+    assert np.array_equal(values[2], values[:2].mean(axis=0))
+    examples = datasets.find_examples("middlebury", str(tmp_path / "mb"))
+    for row, example in zip(values, examples):
+        want = expected_metrics(model_file, example, "middlebury")
+        got = dict(zip(metrics.METRIC_NAMES, row[:4]))
+        for name in metrics.METRIC_NAMES:
+            assert got[name] == pytest.approx(want[name], rel=1e-5, abs=1e-6), name
+        assert np.array_equal(row[:4], row[4:8])  # reuse on/off: the same frames
+        assert not np.array_equal(row[:4], row[8:12])  # bf16 differs
+    assert "fp32+noreuse" in out and "Middlebury-other: means over 2 examples" in out
+    saved = cv2.imread(str(tmp_path / "frames" / "bf16" / "other-gt-interp" / "Venus" / "frame10i11.png"))
+    assert saved.shape == (70, 65, 3)
+
+
+@pytest.mark.parametrize("benchmark", ["vimeo90k", "ucf101", "xiph4k"])
+def test_other_layouts_run(capsys, tmp_path, model_file, benchmark):
+    make = {"vimeo90k": make_vimeo, "ucf101": make_ucf101, "xiph4k": make_xiph}[benchmark]
+    make(tmp_path / "data", np.random.default_rng(4))
+    output = tmp_path / "r.csv"
+    status, out, err = run_main(evaluate.main, capsys, model_file, tmp_path / "data", "--dataset", benchmark,
+                                "--max_examples", 2, "--output", output, "--tile", "64", "--padding", "edge64")
+    assert status == 0, err
+    title, rows = read_csv(output)
+    assert title == ["key", "l1", "l2", "ssim", "psnr"] and len(rows) == 3 and rows[-1][0] == "mean"
+
+
+def test_an_interrupted_run_resumes_without_duplicates(capsys, tmp_path, model_file, monkeypatch):
+    make_vimeo(tmp_path / "vimeo", np.random.default_rng(5), count=3)
+    output = tmp_path / "results.csv"
+    args = (model_file, tmp_path / "vimeo", "--dataset", "vimeo90k", "--output", output)
+    assert run_main(evaluate.main, capsys, *args)[0] == 0
+    complete = output.read_text()
+    # An interruption after the first row, while the second row was half written.
+    lines = complete.splitlines(keepends=True)
+    output.write_text(lines[0] + lines[1] + lines[2][:12])
+    calls = []
+    original = runner.Evaluation.predict
+    monkeypatch.setattr(runner.Evaluation, "predict", lambda self, *a: calls.append(1) or original(self, *a))
+    status, out, err = run_main(evaluate.main, capsys, *args)
+    assert status == 0, err
+    assert len(calls) == 2 and "2 examples run now, 1 from an earlier run" in out
+    assert output.read_text() == complete  # the same file as an uninterrupted run
+    # Run again when complete: nothing runs, nothing duplicated.
+    assert run_main(evaluate.main, capsys, *args)[0] == 0 and len(calls) == 2
+    assert output.read_text() == complete
+
+
+def test_a_keyboard_interrupt_keeps_finished_rows(capsys, tmp_path, model_file, monkeypatch):
+    make_vimeo(tmp_path / "vimeo", np.random.default_rng(6), count=2)
+    output = tmp_path / "results.csv"
+    original = runner.ResultsFile.append
+
+    def append_then_interrupt(self, key, values):
+        original(self, key, values)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner.ResultsFile, "append", append_then_interrupt)
+    status, _, err = run_main(evaluate.main, capsys, model_file, tmp_path / "vimeo", "--dataset", "vimeo90k",
+                              "--output", output)
+    assert status == 130 and "1 example row kept" in err
+    assert len(output.read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("benchmark, make, remove, words", [
+    ("vimeo90k", make_vimeo, "sequences/00002/0002/im3.png", "missing"),
+    ("vimeo90k", make_vimeo, "tri_testlist.txt", "tri_testlist.txt not found"),
+    ("middlebury", make_middlebury, "other-data/Venus/frame11.png", "Venus/frame11.png"),
+    ("middlebury", make_middlebury, "other-gt-interp", "other-gt-interp folder not found"),
+    ("ucf101", make_ucf101, "ucf101_interp_ours/2/frame_01_gt.png", "2/frame_01_gt.png"),
+    ("xiph2k", make_xiph, "Clip-050.png", "found 99 image files"),
+])
+def test_bad_folders_are_refused_in_one_line(capsys, tmp_path, model_file, benchmark, make, remove, words):
+    make(tmp_path / "data", np.random.default_rng(7))
+    target = tmp_path / "data" / remove
+    if target.is_dir():
+        import shutil
+        shutil.rmtree(target)
+    else:
+        target.unlink()
+    assert_refused_cleanly(evaluate.main, capsys, tmp_path, [model_file, tmp_path / "data", "--dataset", benchmark,
+                                                             "--output", tmp_path / "r.csv"], words)
+
+
+def test_a_results_file_of_other_settings_is_refused(capsys, tmp_path, model_file):
+    make_middlebury(tmp_path / "mb", np.random.default_rng(8))
+    (tmp_path / "r.csv").write_text("key, bf16:l1\n")
+    assert_refused_cleanly(evaluate.main, capsys, tmp_path, [model_file, tmp_path / "mb", "--dataset", "middlebury",
+                                                             "--output", tmp_path / "r.csv"], "other columns")
+
+
+def test_subprocess_run_and_help(tmp_path, model_file):
+    make_ucf101(tmp_path / "ucf", np.random.default_rng(9))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), model_file, str(tmp_path / "ucf"),
+                           "--dataset", "ucf101", "--max_examples", "1", "--output", str(tmp_path / "r.csv")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "UCF101: means over 1 examples" in done.stdout
+    assert len((tmp_path / "r.csv").read_text().splitlines()) == 3
+    help_text = evaluate.build_parser().format_help()
+    for needle in ("tri_testlist.txt", "other-gt-interp", "frame_01_gt.png", "linear light", "results.csv"):
+        assert needle in help_text
