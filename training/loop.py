@@ -46,6 +46,7 @@ from tqdm import tqdm
 import checkpoints
 import cli
 import convert
+from evaluation import metrics
 from interpolator import STYLE_CONFIG, Interpolator
 from training import augment, data, recipes, step, vgg19
 from training.optim import KerasAdam, PiecewiseConstant
@@ -135,19 +136,8 @@ def starting_model(settings: Settings) -> Interpolator:
 
 
 def psnr(prediction: torch.Tensor, target: torch.Tensor) -> float:
-    """PSNR (max value 1) of one image pair, as tf.image.psnr on the unclipped prediction.
-
-    TODO(merge): use evaluation.metrics (the evaluation branch's PSNR, equal to
-    TF's) once it is merged; this fallback is only for the training log.
-    """
-    try:
-        from evaluation import metrics  # noqa: F401  (the other branch's module, when present)
-        if hasattr(metrics, "psnr"):
-            return float(metrics.psnr(prediction, target))
-    except ImportError:
-        pass
-    mse = float((prediction.double() - target.double()).square().mean())
-    return float("inf") if mse == 0 else -10.0 * math.log10(mse)
+    """PSNR (max value 1) of one image pair, as tf.image.psnr, on the unclipped prediction."""
+    return float(metrics.psnr(prediction, target))
 
 
 @torch.no_grad()

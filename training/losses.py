@@ -23,6 +23,7 @@ from typing import Dict, Optional, Sequence
 import torch
 from torch import Tensor
 
+from evaluation import metrics
 from training.vgg19 import FEATURE_LAYERS, VGG19Features
 
 DEFAULT_LAYER_WEIGHTS = (1.0 / 2.6, 1.0 / 4.8, 1.0 / 3.7, 1.0 / 5.6, 10.0 / 1.5)
@@ -30,12 +31,9 @@ LOSS_NAMES = ("l1", "l2", "vgg", "style")
 VGG_LOSSES = ("vgg", "style")
 
 
-def l1_loss(prediction: Tensor, target: Tensor) -> Tensor:
-    return (prediction - target).abs().mean()
-
-
-def l2_loss(prediction: Tensor, target: Tensor) -> Tensor:
-    return (prediction - target).square().mean()
+# The same functions as the evaluation's metrics: one definition of each.
+l1_loss = metrics.l1
+l2_loss = metrics.l2
 
 
 def gram_matrix(features: Tensor) -> Tensor:
