@@ -41,9 +41,9 @@ from __future__ import annotations
 import os
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
-import cv2
 import numpy as np
 
+import media.images
 import media.samples
 from media.errors import MediaError
 
@@ -81,12 +81,9 @@ class Benchmark(NamedTuple):
 def read_samples(path: str) -> np.ndarray:
     """An image file as (H, W, 3) RGB samples, uint8 or uint16, as stored (no EXIF turn)."""
     try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as error:
-        raise DatasetError(f"cannot read {path}: {error.strerror or error}") from None
-    decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if decoded is None:
-        raise DatasetError(f"not an image OpenCV can read: {path}")
+        decoded = media.images.decode_file(path)
+    except media.images.ImageReadError as error:
+        raise DatasetError(str(error)) from None
     if decoded.dtype not in (np.uint8, np.uint16):
         raise DatasetError(f"expected 8- or 16-bit samples, found {decoded.dtype} in {path}")
     if decoded.ndim == 2:

@@ -58,12 +58,8 @@ def _exif_orientation(path: str) -> int:
         return 1
 
 
-def load_image(path: str) -> LoadedImage:
-    """Read an image file that OpenCV can decode; see the module docstring for the result."""
-    if not os.path.exists(path):
-        raise ImageReadError(f"image not found: {path}")
-    if os.path.isdir(path):
-        raise ImageReadError(f"expected an image file, found a folder: {path}")
+def decode_file(path: str) -> np.ndarray:
+    """The file's samples as OpenCV decodes them (BGR order, as stored, no EXIF turn)."""
     try:
         # Reading the bytes ourselves copes with non-ASCII paths on every platform.
         data = np.fromfile(path, dtype=np.uint8)
@@ -72,6 +68,16 @@ def load_image(path: str) -> LoadedImage:
     decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if decoded is None:
         raise ImageReadError(f"not an image OpenCV can read: {path}")
+    return decoded
+
+
+def load_image(path: str) -> LoadedImage:
+    """Read an image file that OpenCV can decode; see the module docstring for the result."""
+    if not os.path.exists(path):
+        raise ImageReadError(f"image not found: {path}")
+    if os.path.isdir(path):
+        raise ImageReadError(f"expected an image file, found a folder: {path}")
+    decoded = decode_file(path)
 
     # A division, not samples.to_float's multiplication by 1/255: the two
     # differ in the last bit for some values, and this is what images were
