@@ -10,6 +10,11 @@ Conventions, stated once for this module (each matches what the original's
   without extension (e.g. ``sequences/00001/0389/im2``). The original's key is
   only the file name (``im2``, the same for every Vimeo triplet), which cannot
   tell rows apart when a run resumes.
+- Wider windows (``span`` K > 2, for the benchmarks made of whole clips:
+  Xiph and ``frames``): frames s and s + K of a clip are the inputs and each
+  frame s + i between them is an example at time i / K, keyed
+  ``<ground truth key>@<i>of<K>``; the examples of one window are listed
+  together, in time order. With K = 2 these are the triplets above.
 - Frames are read as 8-bit RGB (alpha dropped, gray repeated) and become
   float32 as TensorFlow's ``decode_image(..., dtype=tf.float32)`` makes them:
   samples times float32(1/255) (``media.samples.to_float``; a division by 255
@@ -31,7 +36,11 @@ Conventions, stated once for this module (each matches what the original's
   UCF101, every numbered folder of ``ucf101_interp_ours``, by number; Xiph,
   the frames of the folder sorted by name, taken as clips of 100 frames
   (the original: 8 clips), and in each clip the triplets (f - 1, f, f + 1) for
-  f = 1, 3, ..., 97 (49 per clip, 392 in all).
+  f = 1, 3, ..., 97 (49 per clip, 392 in all); ``frames`` (not one of the
+  original's: the user's own footage), every image of the folder as one clip,
+  the triplets (f - 1, f, f + 1) for f = 1, 3, ... In both, windows of span K
+  start at frames 0, K, 2K, ... of the clip, as long as they end within it
+  (for a Xiph clip and K = 2: the original's 49 triplets).
 
 A folder that lacks something is refused before anything runs, with one line
 naming the first thing missing (``DatasetError``).
@@ -39,6 +48,7 @@ naming the first thing missing (``DatasetError``).
 from __future__ import annotations
 
 import os
+from fractions import Fraction
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -58,12 +68,18 @@ class DatasetError(MediaError):
 
 
 class Example(NamedTuple):
-    """One triplet: the two inputs and the ground truth between them (paths)."""
+    """One triplet: the two inputs and the ground truth between them (paths), at ``time`` between them."""
 
     key: str
     first: str
     ground_truth: str
     second: str
+    time: Fraction = Fraction(1, 2)
+
+    @property
+    def window(self):
+        """The two inputs: examples with the same window are made by one run of a schedule."""
+        return self.first, self.second
 
 
 class Benchmark(NamedTuple):
@@ -72,8 +88,9 @@ class Benchmark(NamedTuple):
     name: str
     title: str                                    # the paper's name for it
     layout: str                                   # the expected folder layout, for --help
-    find: Callable[[str], List[Example]]          # dataset folder -> its examples, checked complete
+    find: Callable[..., List[Example]]            # (dataset folder, span) -> its examples, checked complete
     prepare: Optional[Callable[[np.ndarray], np.ndarray]] = None  # uint8 frame -> what the network sees
+    clips: bool = False                           # made of whole clips: windows wider than 2 are possible
 
 
 # --------------------------------------------------------------------------- reading frames
@@ -106,15 +123,23 @@ def load_frame(path: str, benchmark: Benchmark) -> np.ndarray:
     return media.samples.to_float(samples)
 
 
-def load_example(example: Example, benchmark: Benchmark):
-    """(first, ground truth, second) float32 frames of one example, checked to be of one size."""
-    frames = [load_frame(path, benchmark) for path in (example.first, example.ground_truth, example.second)]
+def load_window(examples: Sequence[Example], benchmark: Benchmark):
+    """(first, second, [ground truth of each example]) float32 frames of examples sharing one window,
+    checked to be of one size."""
+    first_path, second_path = examples[0].window
+    paths = [first_path, second_path, *(example.ground_truth for example in examples)]
+    frames = [load_frame(path, benchmark) for path in paths]
     sizes = {frame.shape for frame in frames}
     if len(sizes) > 1:
-        described = ", ".join(f"{os.path.basename(p)} {f.shape[1]}x{f.shape[0]}"
-                              for p, f in zip((example.first, example.ground_truth, example.second), frames))
-        raise DatasetError(f"the frames of {example.key} differ in size: {described}")
-    return tuple(frames)
+        described = ", ".join(f"{os.path.basename(p)} {f.shape[1]}x{f.shape[0]}" for p, f in zip(paths, frames))
+        raise DatasetError(f"the frames of {examples[0].key} differ in size: {described}")
+    return frames[0], frames[1], frames[2:]
+
+
+def load_example(example: Example, benchmark: Benchmark):
+    """(first, ground truth, second) float32 frames of one example, checked to be of one size."""
+    first, second, (truth,) = load_window([example], benchmark)
+    return first, truth, second
 
 
 # --------------------------------------------------------------------------- Xiph crops and resizes
@@ -162,9 +187,9 @@ def _require_folder(path: str, what: str) -> None:
 
 def _check_complete(examples: Sequence[Example], dataset: str) -> List[Example]:
     """Every file of every example exists; otherwise one line naming the first missing file."""
-    missing = [path for example in examples for path in example[1:] if not os.path.isfile(path)]
+    missing = list(dict.fromkeys(path for example in examples for path in example[1:4] if not os.path.isfile(path)))
     if missing:
-        incomplete = sum(1 for example in examples if any(not os.path.isfile(p) for p in example[1:]))
+        incomplete = sum(1 for example in examples if any(not os.path.isfile(p) for p in example[1:4]))
         raise DatasetError(f"{dataset}: {incomplete} of {len(examples)} examples are incomplete; "
                            f"missing {missing[0]}{f' and {len(missing) - 1} more files' if len(missing) > 1 else ''}")
     if not examples:
@@ -225,19 +250,43 @@ def find_ucf101(root: str) -> List[Example]:
     return _check_complete(examples, "ucf101")
 
 
-def find_xiph(root: str, dataset: str = "xiph") -> List[Example]:
+def _image_files(root: str) -> List[str]:
+    return sorted(name for name in os.listdir(root)
+                  if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(root, name)))
+
+
+def _clip_windows(root: str, frames: Sequence[str], span: int) -> List[Example]:
+    """The examples of one clip's windows of ``span`` frames (module docstring)."""
+    examples = []
+    for start in range(0, len(frames) - span, span):
+        first, second = (os.path.join(root, frames[start + offset]) for offset in (0, span))
+        for offset in range(1, span):
+            truth = os.path.join(root, frames[start + offset])
+            key = _key(root, truth) if span == 2 else f"{_key(root, truth)}@{offset}of{span}"
+            examples.append(Example(key, first, truth, second, Fraction(offset, span)))
+    return examples
+
+
+def find_xiph(root: str, span: int = 2, dataset: str = "xiph") -> List[Example]:
     _require_folder(root, f"{dataset}: the frames folder")
-    frames = sorted(name for name in os.listdir(root)
-                    if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(root, name)))
+    frames = _image_files(root)
     if not frames or len(frames) % XIPH_CLIP_FRAMES:
         raise DatasetError(f"{dataset}: expected the first {XIPH_CLIP_FRAMES} frames of each clip "
                            f"({XIPH_CLIPS * XIPH_CLIP_FRAMES} for the original's {XIPH_CLIPS} clips) in {root}, "
                            f"found {len(frames)} image files")
     examples = []
     for clip_start in range(0, len(frames), XIPH_CLIP_FRAMES):
-        for middle in range(clip_start + 1, clip_start + XIPH_CLIP_FRAMES - 1, 2):
-            examples.append(_example(root, *(os.path.join(root, frames[middle + offset]) for offset in (-1, 0, 1))))
+        examples.extend(_clip_windows(root, frames[clip_start:clip_start + XIPH_CLIP_FRAMES], span))
     return _check_complete(examples, dataset)
+
+
+def find_frames(root: str, span: int = 2) -> List[Example]:
+    _require_folder(root, "frames: the frames folder")
+    frames = _image_files(root)
+    if len(frames) < span + 1:
+        raise DatasetError(f"frames: a window of span {span} needs at least {span + 1} image files in {root}, "
+                           f"found {len(frames)}")
+    return _check_complete(_clip_windows(root, frames, span), "frames")
 
 
 VIMEO_LAYOUT = """\
@@ -257,22 +306,35 @@ XIPH_LAYOUT = """\
     <clip>-001.png ... (any names that sort clip by clip, frame by frame; 800 for 8 clips)
   triplets (f-1, f, f+1) for f = 1, 3, ..., 97 of each clip; xiph2k: frames
   resized to half size in linear light; xiph4k: the central half cropped"""
+FRAMES_LAYOUT = """\
+  DATASET_DIR/                 your own footage: consecutive frames of one clip
+    0001.png, 0002.png, ...    (any names that sort in time order)
+  triplets (f-1, f, f+1) for f = 1, 3, 5, ...; frames as they are"""
 
 BENCHMARKS: Dict[str, Benchmark] = {
     "vimeo90k": Benchmark("vimeo90k", "Vimeo-90K", VIMEO_LAYOUT, find_vimeo90k),
     "middlebury": Benchmark("middlebury", "Middlebury-other", MIDDLEBURY_LAYOUT, find_middlebury),
     "ucf101": Benchmark("ucf101", "UCF101", UCF101_LAYOUT, find_ucf101),
-    "xiph2k": Benchmark("xiph2k", "Xiph-2K", XIPH_LAYOUT, lambda root: find_xiph(root, "xiph2k"),
-                        downscale_half_linear_light),
-    "xiph4k": Benchmark("xiph4k", "Xiph-4K", XIPH_LAYOUT, lambda root: find_xiph(root, "xiph4k"),
-                        centre_crop_half),
+    "xiph2k": Benchmark("xiph2k", "Xiph-2K", XIPH_LAYOUT, lambda root, span: find_xiph(root, span, "xiph2k"),
+                        downscale_half_linear_light, clips=True),
+    "xiph4k": Benchmark("xiph4k", "Xiph-4K", XIPH_LAYOUT, lambda root, span: find_xiph(root, span, "xiph4k"),
+                        centre_crop_half, clips=True),
+    "frames": Benchmark("frames", "Frames", FRAMES_LAYOUT, find_frames, clips=True),
 }
+CLIP_BENCHMARKS = tuple(name for name, benchmark in BENCHMARKS.items() if benchmark.clips)
 
 
-def find_examples(name: str, root: str) -> List[Example]:
-    """The examples of benchmark ``name`` in the folder ``root``, checked complete (``DatasetError`` if not)."""
+def find_examples(name: str, root: str, span: int = 2) -> List[Example]:
+    """The examples of benchmark ``name`` in the folder ``root``, checked complete (``DatasetError`` if not);
+    ``span`` > 2 only for the benchmarks of whole clips (module docstring)."""
+    benchmark = BENCHMARKS[name]
+    if span != 2 and not benchmark.clips:
+        raise DatasetError(f"{name} holds triplets only: windows of {span} frames need whole clips "
+                           f"({', '.join(CLIP_BENCHMARKS)})")
     if not os.path.isdir(root):
         raise DatasetError(f"dataset folder not found: {root}" if not os.path.exists(root) else
                            f"the dataset should be a folder: {root}")
-    return BENCHMARKS[name].find(root)
+    if benchmark.clips:
+        return benchmark.find(root, span)
+    return benchmark.find(root)
 

@@ -11,8 +11,13 @@ Conventions, stated once for this module:
   are, as the original's ``eval_cli.py`` does (the network takes any size of
   at least 64x64), ``edge64`` pads them to a multiple of 64 by repeating edge
   pixels as ``inference.py`` does (``runtime.ModelRuntime.to_model``) and
-  crops the result back. Every example is run once per setting, through
-  ``runtime.run_schedule`` (one frame at t = 0.5, as the original evaluates).
+  crops the result back. And the frame schedule's mode (``frame_schedule``),
+  which only matters for windows wider than a triplet (``datasets``, span
+  K > 2): ``recursive`` (FILM's midpoints; K a power of 2), ``direct`` (each
+  frame straight from the window's two inputs at dt = i/K, the flows once)
+  or ``balanced``. Every window is run once per setting, through
+  ``runtime.run_schedule``: one frame at t = 0.5 for a triplet, as the
+  original evaluates, the K - 1 frames between for a wider window.
 - What the metrics see is what the original's eval loop gives them: the
   prediction in float32 clipped to [0, 1] (``run_schedule`` clamps; the
   original clips), not rounded to 8 bits; the ground truth as read
@@ -21,8 +26,10 @@ Conventions, stated once for this module:
   psnr``, one row per example ``<key>, <values>``, and a last row ``mean,
   <means>``, values separated by ``", "`` and written as numpy writes float32
   values (``str(np.float32(v))``, which reads back to the same float32). With
-  more than one setting, each metric column is named ``<setting>:<metric>``
-  (e.g. ``bf16:psnr``), settings in the order given. Means are float32 means
+  any other setting than the original's (fp32, reuse, no tiles, no padding,
+  exact SSIM sums), or more than one, each metric column is named
+  ``<setting>:<metric>`` (e.g. ``bf16:psnr``), settings in the order given,
+  so that a file of other settings is never continued by mistake. Means are float32 means
   over every example row of the file (``np.mean``, as the original).
 - Resuming: rows are appended and flushed to disk one complete example at a
   time. A run finding its output file continues it: the title must be the
@@ -35,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+from fractions import Fraction
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -48,10 +56,10 @@ import tiling
 from evaluation import datasets, metrics
 
 PADDINGS = ("none", "edge64")
+MODES = frame_schedule.SCHEDULE_MODES
+DEFAULT_MODE = "recursive"   # FILM's own; for a triplet every mode makes the one midpoint
 MEAN_KEY = "mean"
 SEPARATOR = ", "
-# The one frame the original evaluates: the midpoint of the two inputs.
-MIDPOINT = frame_schedule.make_schedule("recursive", 1)
 
 
 class ResultsFileError(datasets.MediaError):
@@ -66,10 +74,13 @@ class Setting:
     reuse: bool = True
     tile: Optional[int] = None
     padding: str = "none"
+    mode: str = DEFAULT_MODE
+    ssim_sums: str = "exact"     # metrics.SSIM_SUMS
 
     @property
     def label(self) -> str:
-        """``fp32``, ``bf16+noreuse``, ``fp16+tile256+edge64``: the precision, then what differs from the default."""
+        """``fp32``, ``bf16+noreuse``, ``fp16+tile256+edge64+direct``: the precision, then what differs from
+        the default."""
         parts = [self.precision]
         if self.tile is not None:
             parts.append(f"tile{self.tile}")  # tiled models run forward(): reuse does not apply
@@ -77,21 +88,31 @@ class Setting:
             parts.append("noreuse")
         if self.padding != "none":
             parts.append(self.padding)
+        if self.mode != DEFAULT_MODE:
+            parts.append(self.mode)
+        if self.ssim_sums != "exact":
+            parts.append("tfcpu_ssim")
         return "+".join(parts)
 
 
 def make_settings(precisions: Sequence[str], reuses: Sequence[bool], tiles: Sequence[Optional[int]],
-                  paddings: Sequence[str]) -> List[Setting]:
-    """Every combination, in the order given (precision slowest), without ones that run alike."""
+                  paddings: Sequence[str], modes: Sequence[str] = (DEFAULT_MODE,), span: int = 2,
+                  ssim_sums: str = "exact") -> List[Setting]:
+    """Every combination, in the order given (precision slowest), without ones that run alike (for a
+    triplet, span 2, every mode is the one midpoint)."""
+    if span > 2 and "recursive" in modes and span & (span - 1):
+        raise ValueError(f"--mode recursive makes the frames at multiples of 1/2^D only: it needs a --span that "
+                         f"is a power of 2, not {span}")
     settings: Dict[str, Setting] = {}
-    for precision, tile, padding, reuse in itertools.product(precisions, tiles, paddings, reuses):
-        setting = Setting(precision, reuse if tile is None else False, tile, padding)
+    for precision, tile, padding, reuse, mode in itertools.product(precisions, tiles, paddings, reuses, modes):
+        setting = Setting(precision, reuse if tile is None else False, tile, padding,
+                          mode if span > 2 else DEFAULT_MODE, ssim_sums)
         settings.setdefault(setting.label, setting)
     return list(settings.values())
 
 
 def column_names(settings: Sequence[Setting]) -> List[str]:
-    if len(settings) == 1:
+    if len(settings) == 1 and settings[0] == Setting():
         return list(metrics.METRIC_NAMES)
     return [f"{setting.label}:{name}" for setting in settings for name in metrics.METRIC_NAMES]
 
@@ -203,13 +224,15 @@ class SettingStats:
 
 
 class Evaluation:
-    """The loaded models of a run's settings; ``predict`` makes one example's frame in one setting."""
+    """The loaded models of a run's settings; ``predict`` makes one window's frames in one setting."""
 
     def __init__(self, model_path: str, settings: Sequence[Setting], options: runtime.RuntimeOptions,
-                 frame_size: Tuple[int, int]):
+                 frame_size: Tuple[int, int], span: int = 2):
         self.settings = list(settings)
         self.options = options
         self.models: Dict[str, runtime.ModelRuntime] = {}
+        # The K - 1 frames between a window's inputs; for K = 2 the one midpoint the original evaluates.
+        self.schedules = {setting.mode: frame_schedule.make_schedule(setting.mode, span - 1) for setting in settings}
         for precision in dict.fromkeys(setting.precision for setting in settings):
             # Untiled here; each example's size decides the tiling (``_model_for``).
             loaded = runtime.open_model(model_path, dataclasses.replace(options, precision=precision, tile=None),
@@ -222,8 +245,9 @@ class Evaluation:
         return runtime.apply_tiling(base.model, height, width, setting.tile, self.options.max_memory_gb,
                                     base.dtype, base.device)
 
-    def predict(self, setting: Setting, first: np.ndarray, second: np.ndarray) -> torch.Tensor:
-        """The (1, 3, H, W) float32 prediction at t = 0.5, clipped to [0, 1], cropped to the frames' size."""
+    def predict(self, setting: Setting, first: np.ndarray, second: np.ndarray,
+                times: Sequence[Fraction] = (Fraction(1, 2),)) -> Dict[Fraction, torch.Tensor]:
+        """The (1, 3, H, W) float32 predictions at ``times``, clipped to [0, 1], cropped to the frames' size."""
         base = self.models[setting.precision]
         if setting.padding == "edge64":
             first_tensor, crop = base.to_model(first)
@@ -234,11 +258,17 @@ class Evaluation:
             crop = runtime.CropBox(0, 0, *first.shape[:2])
         model = self._model_for(setting, *first_tensor.shape[-2:])
         reuse = setting.reuse and runtime.supports_reuse(model)
-        frames = runtime.run_schedule(model, runtime.ModelFrame(first_tensor), runtime.ModelFrame(second_tensor),
-                                      MIDPOINT, reuse)
-        (_, frame), = list(frames)
+        schedule = self.schedules[setting.mode]
         top, left, height, width = crop
-        return frame[:, :, top:top + height, left:left + width].float()
+        wanted, made = set(times), {}
+        for slot, frame in runtime.run_schedule(model, runtime.ModelFrame(first_tensor),
+                                                runtime.ModelFrame(second_tensor), schedule, reuse):
+            if schedule.times[slot] in wanted:
+                made[schedule.times[slot]] = frame[:, :, top:top + height, left:left + width].float().cpu()
+        missing = wanted.difference(made)
+        if missing:  # make_settings refuses the spans for which a mode cannot make every time
+            raise ValueError(f"the {setting.mode} schedule made no frame at t = {min(missing)}")
+        return made
 
 
 def save_frame(folder: str, setting: Setting, key: str, prediction: torch.Tensor) -> None:
@@ -256,11 +286,17 @@ def save_frame(folder: str, setting: Setting, key: str, prediction: torch.Tensor
     os.replace(temporary, path)
 
 
+def _windows(examples: Sequence[datasets.Example]) -> List[List[datasets.Example]]:
+    """The examples grouped by their two inputs, in order (``datasets`` lists a window's examples together)."""
+    return [list(group) for _, group in itertools.groupby(examples, key=lambda example: example.window)]
+
+
 def evaluate(model_path: str, benchmark_name: str, examples: Sequence[datasets.Example],
              settings: Sequence[Setting], options: runtime.RuntimeOptions, output: str,
-             max_examples: Optional[int] = None, save_frames: Optional[str] = None, show_progress: bool = True):
+             max_examples: Optional[int] = None, save_frames: Optional[str] = None, show_progress: bool = True,
+             span: int = 2):
     """Run every setting on the first ``max_examples`` of ``examples`` (all of the benchmark's) not yet in
-    ``output``; returns (means per setting, time per setting, the results file)."""
+    ``output``, window by window; returns (means per setting, time per setting, the results file)."""
     benchmark = datasets.BENCHMARKS[benchmark_name]
     results = ResultsFile(output, column_names(settings))
     stats = {setting.label: SettingStats() for setting in settings}
@@ -269,34 +305,37 @@ def evaluate(model_path: str, benchmark_name: str, examples: Sequence[datasets.E
         foreign = next((key for key in results.rows if key not in known), None)
         if foreign is not None:
             raise ResultsFileError(f"{output} has a row for {foreign}, which is not an example of this "
-                                   f"{benchmark_name} folder: give another --output")
+                                   f"{benchmark_name} folder{f' with --span {span}' if span != 2 else ''}: "
+                                   f"give another --output")
         selected = examples if max_examples is None else examples[:max_examples]
-        pending = [example for example in selected if example.key not in results.rows]
+        windows = _windows([example for example in selected if example.key not in results.rows])
         evaluation, first_frames = None, None
-        if pending:  # the model is loaded before the output is touched: a bad model file leaves nothing
-            first_frames = datasets.load_example(pending[0], benchmark)
-            evaluation = Evaluation(model_path, settings, options, first_frames[0].shape[:2])
+        if windows:  # the model is loaded before the output is touched: a bad model file leaves nothing
+            first_frames = datasets.load_window(windows[0], benchmark)
+            evaluation = Evaluation(model_path, settings, options, first_frames[0].shape[:2], span)
         results.open()
-        with tqdm(total=len(pending), desc="Evaluating", unit="example", disable=not show_progress,
+        with tqdm(total=sum(map(len, windows)), desc="Evaluating", unit="example", disable=not show_progress,
                   dynamic_ncols=True) as progress:
-            for example in pending:
+            for window in windows:
                 if first_frames is not None:
-                    (first, truth, second), first_frames = first_frames, None
+                    (first, second, truths), first_frames = first_frames, None
                 else:
-                    first, truth, second = datasets.load_example(example, benchmark)
-                target = runtime.image_to_tensor(truth)
-                values: List[float] = []
+                    first, second, truths = datasets.load_window(window, benchmark)
+                values: List[List[float]] = [[] for _ in window]
                 for setting in settings:
                     started = time.perf_counter()
-                    prediction = evaluation.predict(setting, first, second).cpu()
+                    predictions = evaluation.predict(setting, first, second, [example.time for example in window])
                     stats[setting.label].seconds += time.perf_counter() - started
-                    stats[setting.label].examples += 1
-                    scores = metrics.evaluate_metrics(prediction, target)
-                    values.extend(scores[name] for name in metrics.METRIC_NAMES)
-                    if save_frames:
-                        save_frame(save_frames, setting, example.key, prediction)
-                results.append(example.key, values)
-                progress.update()
+                    stats[setting.label].examples += len(window)
+                    for example, truth, row in zip(window, truths, values):
+                        scores = metrics.evaluate_metrics(predictions[example.time], runtime.image_to_tensor(truth),
+                                                          setting.ssim_sums)
+                        row.extend(scores[name] for name in metrics.METRIC_NAMES)
+                        if save_frames:
+                            save_frame(save_frames, setting, example.key, predictions[example.time])
+                for example, row in zip(window, values):
+                    results.append(example.key, row)
+                progress.update(len(window))
     except BaseException as error:
         results.abandon()
         if isinstance(error, KeyboardInterrupt) and results.rows:

@@ -5,6 +5,8 @@ import pathlib
 import subprocess
 import sys
 
+from fractions import Fraction
+
 import cv2
 import numpy as np
 import pytest
@@ -179,7 +181,7 @@ def test_examples_of_each_layout(tmp_path):
         f"ucf101_interp_ours/{n}/frame_01_gt" for n in (1, 2, 10)]
     xiph = datasets.find_examples("xiph2k", str(tmp_path / "xiph"))
     assert len(xiph) == 49 and xiph[0].key == "Clip-002" and xiph[-1].key == "Clip-098"
-    assert [os.path.basename(p) for p in xiph[1][1:]] == ["Clip-003.png", "Clip-004.png", "Clip-005.png"]
+    assert [os.path.basename(p) for p in xiph[1][1:4]] == ["Clip-003.png", "Clip-004.png", "Clip-005.png"]
     first, truth, second = datasets.load_example(xiph[0], datasets.BENCHMARKS["xiph2k"])
     assert first.shape == (66, 64, 3) and truth.dtype == np.float32
     first, _, _ = datasets.load_example(xiph[0], datasets.BENCHMARKS["xiph4k"])
@@ -238,7 +240,8 @@ def test_other_layouts_run(capsys, tmp_path, model_file, benchmark):
                                 "--max_examples", 2, "--output", output, "--tile", "64", "--padding", "edge64")
     assert status == 0, err
     title, rows = read_csv(output)
-    assert title == ["key", "l1", "l2", "ssim", "psnr"] and len(rows) == 3 and rows[-1][0] == "mean"
+    assert title == ["key"] + [f"fp32+tile64+edge64:{name}" for name in metrics.METRIC_NAMES]
+    assert len(rows) == 3 and rows[-1][0] == "mean"
 
 
 def test_an_interrupted_run_resumes_without_duplicates(capsys, tmp_path, model_file, monkeypatch):
@@ -305,6 +308,102 @@ def test_a_results_file_of_other_settings_is_refused(capsys, tmp_path, model_fil
                                                              "--output", tmp_path / "r.csv"], "other columns")
 
 
+def test_a_run_of_other_settings_does_not_continue_a_default_results_file(capsys, tmp_path, model_file):
+    """A bf16 run given an fp32 run's results.csv used to append bf16 rows under the same plain columns."""
+    make_vimeo(tmp_path / "vimeo", np.random.default_rng(10), count=2)
+    output = tmp_path / "results.csv"
+    args = [model_file, tmp_path / "vimeo", "--dataset", "vimeo90k", "--output", output]
+    assert run_main(evaluate.main, capsys, *args, "--max_examples", 1)[0] == 0
+    assert_refused_cleanly(evaluate.main, capsys, tmp_path, args + ["--precision", "bf16"], "other columns")
+    assert_refused_cleanly(evaluate.main, capsys, tmp_path, args + ["--ssim_sums", "tensorflow-cpu"],
+                           "other columns")
+
+
+# --------------------------------------------------------------------------- wider windows: the frame schedules
+
+def make_frames(root, rng, count=9, shift=5):
+    """A clip of ``count`` frames of a smooth image moving right by ``shift`` pixels per frame, 66x70."""
+    os.makedirs(root)
+    base = cv2.GaussianBlur(rng.integers(0, 256, (66, 70 + shift * count, 3), dtype=np.uint8), (7, 7), 2)
+    for index in range(count):
+        write_rgb(root / f"{index:04d}.png", base[:, shift * (count - index):shift * (count - index) + 70])
+
+
+def test_windows_of_a_clip(tmp_path):
+    make_frames(tmp_path / "clip", np.random.default_rng(11), count=10)
+    triplets = datasets.find_examples("frames", str(tmp_path / "clip"))
+    assert [e.key for e in triplets] == ["0001", "0003", "0005", "0007"]  # (0, 2) ... (6, 8); 9 is left over
+    assert {e.time for e in triplets} == {Fraction(1, 2)}
+    quads = datasets.find_examples("frames", str(tmp_path / "clip"), span=4)
+    assert [e.key for e in quads] == [f"{i:04d}@{i % 4}of4" for i in (1, 2, 3, 5, 6, 7)]
+    assert [e.time for e in quads[:3]] == [Fraction(1, 4), Fraction(1, 2), Fraction(3, 4)]
+    assert [os.path.basename(p) for p in quads[3].window] == ["0004.png", "0008.png"]
+    threes = datasets.find_examples("frames", str(tmp_path / "clip"), span=3)
+    assert [e.key for e in threes][-2:] == ["0007@1of3", "0008@2of3"] and len(threes) == 6  # (6, 9) ends the clip
+    make_xiph(tmp_path / "xiph", np.random.default_rng(12))
+    xiph = datasets.find_examples("xiph4k", str(tmp_path / "xiph"), span=8)
+    assert len(xiph) == 12 * 7 and xiph[-1].window[1].endswith("Clip-097.png")  # frames 0..96 of 0..99
+    with pytest.raises(datasets.DatasetError, match="holds triplets only"):
+        datasets.find_examples("vimeo90k", str(tmp_path), span=4)
+
+
+def test_recursive_and_direct_side_by_side(capsys, tmp_path, model_file):
+    """Frames s + 1 ... s + 3 of each window (s, s + 4): recursive midpoints against direct dt = i/4, each
+    checked against the model called by hand; the table and CSV carry both."""
+    import runtime
+    make_frames(tmp_path / "clip", np.random.default_rng(13), count=9)
+    output = tmp_path / "results.csv"
+    status, out, err = run_main(evaluate.main, capsys, model_file, tmp_path / "clip", "--dataset", "frames",
+                                "--span", 4, "--mode", "recursive", "direct", "balanced", "--output", output)
+    assert status == 0, err
+    title, rows = read_csv(output)
+    assert title[1:5] == [f"fp32:{name}" for name in metrics.METRIC_NAMES]
+    assert title[5] == "fp32+direct:l1" and title[9] == "fp32+balanced:l1"
+    assert [row[0] for row in rows] == ["0001@1of4", "0002@2of4", "0003@3of4", "0005@1of4", "0006@2of4",
+                                        "0007@3of4", "mean"]
+    model = runtime.load_model(model_file)
+    frames = [runtime.image_to_tensor(datasets.load_frame(str(tmp_path / "clip" / f"{i:04d}.png"),
+                                                          datasets.BENCHMARKS["frames"])) for i in range(9)]
+
+    def call(a, b, t):
+        with torch.no_grad():
+            return model(a, b, torch.full((1, 1), t)).clamp(0, 1)
+
+    values = np.array([[float(v) for v in row[1:]] for row in rows[:-1]])
+    for window, start in enumerate((0, 4)):
+        first, last = frames[start], frames[start + 4]
+        middle = call(first, last, 0.5)
+        recursive = {1: call(first, middle, 0.5), 2: middle, 3: call(middle, last, 0.5)}
+        for offset in (1, 2, 3):
+            row = values[window * 3 + offset - 1]
+            truth = frames[start + offset]
+            for column, prediction in ((0, recursive[offset]), (4, call(first, last, offset / 4)),
+                                       (8, recursive[offset])):  # balanced makes the midpoints for 3 frames
+                want = metrics.evaluate_metrics(prediction, truth)
+                for index, name in enumerate(metrics.METRIC_NAMES):
+                    assert row[column + index] == pytest.approx(want[name], rel=1e-5, abs=1e-6), (offset, name)
+        assert np.array_equal(values[window * 3 + 1, :4], values[window * 3 + 1, 4:8])  # t = 1/2 alike
+    assert not np.array_equal(values[0, :4], values[0, 4:8])
+    assert "fp32+direct" in out and "Frames: means over 6 examples" in out
+
+
+def test_recursive_needs_a_power_of_two_span(capsys, tmp_path, model_file):
+    make_frames(tmp_path / "clip", np.random.default_rng(14))
+    with pytest.raises(SystemExit) as exited:
+        run_main(evaluate.main, capsys, model_file, tmp_path / "clip", "--dataset", "frames", "--span", 3,
+                 "--output", tmp_path / "r.csv")
+    assert exited.value.code == 2 and "power of 2" in capsys.readouterr().err
+    assert not (tmp_path / "r.csv").exists()
+    status, out, err = run_main(evaluate.main, capsys, model_file, tmp_path / "clip", "--dataset", "frames",
+                                "--span", 3, "--mode", "direct", "--output", tmp_path / "r.csv")
+    assert status == 0, err
+    assert read_csv(tmp_path / "r.csv")[1][0][0] == "0001@1of3"
+    # the same file with another span: its rows are not this run's examples
+    assert_refused_cleanly(evaluate.main, capsys, tmp_path, [model_file, tmp_path / "clip", "--dataset", "frames",
+                                                             "--mode", "direct", "--output", tmp_path / "r.csv"],
+                           "other columns")
+
+
 def test_subprocess_run_and_help(tmp_path, model_file):
     make_ucf101(tmp_path / "ucf", np.random.default_rng(9))
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -315,5 +414,6 @@ def test_subprocess_run_and_help(tmp_path, model_file):
     assert "UCF101: means over 1 examples" in done.stdout
     assert len((tmp_path / "r.csv").read_text().splitlines()) == 3
     help_text = evaluate.build_parser().format_help()
-    for needle in ("tri_testlist.txt", "other-gt-interp", "frame_01_gt.png", "linear light", "results.csv"):
+    for needle in ("tri_testlist.txt", "other-gt-interp", "frame_01_gt.png", "linear light", "results.csv",
+                   "--span", "your own footage", "tensorflow-cpu"):
         assert needle in help_text
