@@ -11,7 +11,9 @@ timestamps (videos) or numbers (PNG frames).
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from fractions import Fraction
 from typing import List, Optional
 
@@ -217,10 +219,34 @@ class VideoWriter(FrameWriter):
     def _release(self) -> None:
         if getattr(self, "container", None) is not None:
             container, self.container = self.container, None
-            try:
-                container.close()
-            except Exception:
-                pass  # the file is deleted next anyway
+            # Closed without draining the encoder: SVT-AV1 then prints "Svt[error]: deinit called
+            # without sending EOS!" straight to fd 2, after our own message, about a file we delete.
+            with _c_stderr_silenced():
+                try:
+                    container.close()
+                except Exception:
+                    pass  # the file is deleted next anyway
+                # The codec is freed here (the stream holds it too), while its complaints go nowhere.
+                del container
+                self.video = None
+
+
+@contextlib.contextmanager
+def _c_stderr_silenced():
+    """File descriptor 2 on /dev/null for the block: for what C libraries print there themselves."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield  # no usable stderr: nothing to silence
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def gif_frame_delays(count: int, fps: Fraction) -> List[int]:

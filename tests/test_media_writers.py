@@ -163,6 +163,21 @@ def test_abort_keeps_an_existing_output(tmp_path):
     assert path.read_bytes() == b"keep me" and leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("codec", ["av1", "hevc", "h264"])
+def test_an_aborted_encoder_prints_nothing(tmp_path, capfd, codec):
+    """SVT-AV1 printed "Svt[error]: deinit called without sending EOS!" to fd 2 when an interrupted
+    segment's writer was dropped, after the program's own message about the interruption."""
+    import gc
+    writer = writers.open_writer(str(tmp_path / "out.mkv"), Fraction(10), 64, 48,
+                                 encoding=encoding.VideoEncoding(codec=codec))
+    for _ in range(3):
+        writer.write(smooth_image(48, 64))
+    writer.abort()
+    del writer
+    gc.collect()
+    assert capfd.readouterr().err == "" and leftovers(tmp_path) == []
+
+
 def test_closing_without_frames_is_an_error(tmp_path):
     with pytest.raises(errors.OutputError, match="no frames"):
         with writers.open_writer(str(tmp_path / "out.mp4"), Fraction(10), 16, 16):
