@@ -38,9 +38,10 @@ Conventions, stated once for this module (each matches what the original's
   (the original: 8 clips), and in each clip the triplets (f - 1, f, f + 1) for
   f = 1, 3, ..., 97 (49 per clip, 392 in all); ``frames`` (not one of the
   original's: the user's own footage), every image of the folder as one clip,
-  the triplets (f - 1, f, f + 1) for f = 1, 3, ... In both, windows of span K
-  start at frames 0, K, 2K, ... of the clip, as long as they end within it
-  (for a Xiph clip and K = 2: the original's 49 triplets).
+  or each folder in it as a clip, the triplets (f - 1, f, f + 1) for
+  f = 1, 3, ... In both, windows of span K start at frames 0, K, 2K, ... of
+  the clip, as long as they end within it (for a Xiph clip and K = 2: the
+  original's 49 triplets).
 
 A folder that lacks something is refused before anything runs, with one line
 naming the first thing missing (``DatasetError``).
@@ -255,13 +256,14 @@ def _image_files(root: str) -> List[str]:
                   if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(root, name)))
 
 
-def _clip_windows(root: str, frames: Sequence[str], span: int) -> List[Example]:
-    """The examples of one clip's windows of ``span`` frames (module docstring)."""
+def _clip_windows(root: str, folder: str, frames: Sequence[str], span: int) -> List[Example]:
+    """The examples of the windows of ``span`` frames of one clip, the ``frames`` in ``folder`` (module
+    docstring); keys relative to the dataset folder ``root``."""
     examples = []
     for start in range(0, len(frames) - span, span):
-        first, second = (os.path.join(root, frames[start + offset]) for offset in (0, span))
+        first, second = (os.path.join(folder, frames[start + offset]) for offset in (0, span))
         for offset in range(1, span):
-            truth = os.path.join(root, frames[start + offset])
+            truth = os.path.join(folder, frames[start + offset])
             key = _key(root, truth) if span == 2 else f"{_key(root, truth)}@{offset}of{span}"
             examples.append(Example(key, first, truth, second, Fraction(offset, span)))
     return examples
@@ -276,17 +278,28 @@ def find_xiph(root: str, span: int = 2, dataset: str = "xiph") -> List[Example]:
                            f"found {len(frames)} image files")
     examples = []
     for clip_start in range(0, len(frames), XIPH_CLIP_FRAMES):
-        examples.extend(_clip_windows(root, frames[clip_start:clip_start + XIPH_CLIP_FRAMES], span))
+        examples.extend(_clip_windows(root, root, frames[clip_start:clip_start + XIPH_CLIP_FRAMES], span))
     return _check_complete(examples, dataset)
 
 
 def find_frames(root: str, span: int = 2) -> List[Example]:
     _require_folder(root, "frames: the frames folder")
     frames = _image_files(root)
-    if len(frames) < span + 1:
-        raise DatasetError(f"frames: a window of span {span} needs at least {span + 1} image files in {root}, "
-                           f"found {len(frames)}")
-    return _check_complete(_clip_windows(root, frames, span), "frames")
+    if frames:
+        clips = [(root, frames)]
+    else:  # a folder of clips, one folder each
+        names = sorted(name for name in os.listdir(root) if os.path.isdir(os.path.join(root, name)))
+        clips = [(os.path.join(root, name), _image_files(os.path.join(root, name))) for name in names]
+        clips = [(folder, files) for folder, files in clips if files]
+        if not clips:
+            raise DatasetError(f"frames: no image files in {root} or in the folders in it")
+    examples = []
+    for folder, files in clips:
+        if len(files) < span + 1:
+            raise DatasetError(f"frames: a window of span {span} needs at least {span + 1} frames, found "
+                               f"{len(files)} in {folder}")
+        examples.extend(_clip_windows(root, folder, files, span))
+    return _check_complete(examples, "frames")
 
 
 VIMEO_LAYOUT = """\
@@ -309,7 +322,8 @@ XIPH_LAYOUT = """\
 FRAMES_LAYOUT = """\
   DATASET_DIR/                 your own footage: consecutive frames of one clip
     0001.png, 0002.png, ...    (any names that sort in time order)
-  triplets (f-1, f, f+1) for f = 1, 3, 5, ...; frames as they are"""
+  or DATASET_DIR/<clip>/0001.png, ...: a folder per clip (train.py's footage layout)
+  triplets (f-1, f, f+1) for f = 1, 3, 5, ... of each clip; frames as they are"""
 
 BENCHMARKS: Dict[str, Benchmark] = {
     "vimeo90k": Benchmark("vimeo90k", "Vimeo-90K", VIMEO_LAYOUT, find_vimeo90k),

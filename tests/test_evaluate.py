@@ -345,6 +345,13 @@ def test_windows_of_a_clip(tmp_path):
     assert len(xiph) == 12 * 7 and xiph[-1].window[1].endswith("Clip-097.png")  # frames 0..96 of 0..99
     with pytest.raises(datasets.DatasetError, match="holds triplets only"):
         datasets.find_examples("vimeo90k", str(tmp_path), span=4)
+    # a folder of clips: windows never cross from one clip into the next
+    make_frames(tmp_path / "shots" / "a", np.random.default_rng(15), count=5)
+    make_frames(tmp_path / "shots" / "b", np.random.default_rng(16), count=6)
+    shots = datasets.find_examples("frames", str(tmp_path / "shots"), span=4)
+    assert [e.key for e in shots] == [f"{clip}/{i:04d}@{i}of4" for clip in "ab" for i in (1, 2, 3)]
+    with pytest.raises(datasets.DatasetError, match="needs at least 9 frames, found 5 in"):
+        datasets.find_examples("frames", str(tmp_path / "shots"), span=8)
 
 
 def test_recursive_and_direct_side_by_side(capsys, tmp_path, model_file):
