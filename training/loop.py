@@ -12,7 +12,9 @@ A run lives in one folder (``run_dir``):
 - ``log.jsonl``: one JSON line per step (step, total, parts, learning rate)
   and per validation (L1, PSNR); on resume, lines of steps at or after the
   checkpoint's are dropped, so the file reads as one uninterrupted run;
-- ``tensorboard/``: the same scalars as TensorBoard event files;
+- ``tensorboard/``: the same scalars as TensorBoard event files (a resumed
+  run's file starts with TensorBoard's restart marker, so that the steps
+  logged after the last checkpoint show once, as in ``log.jsonl``);
 - ``model.pt``: at the end, the trained network as our TorchScript (the
   format ``export.py`` writes), which inference.py and evaluate.py load.
 
@@ -317,6 +319,10 @@ class Run:
                     if entry.get("step", 0) < self.first_step or (entry.get("step") == self.first_step
                                                                    and "validation" in entry):
                         kept.append(line if line.endswith("\n") else line + "\n")
+        # The validation of the checkpoint's own step was logged before it was written: kept, and shown
+        # again in TensorBoard after the restart marker (which drops everything from that step on).
+        entries = [json.loads(line) for line in kept]
+        self._kept_validations = [e for e in entries if "validation" in e and e["step"] == self.first_step]
         with open(path + ".tmp", "w") as file:
             file.writelines(kept)
         os.replace(path + ".tmp", path)
@@ -348,6 +354,14 @@ class Run:
         s = self.settings
         logfile = self._open_log() if self.main else None
         writer = EventWriter(os.path.join(s.run_dir, TENSORBOARD)) if self.main else None
+        if self.main and self.first_step > 0:
+            # Steps an interrupted run logged after its last checkpoint are computed again: TensorBoard is told
+            # to drop them, as _open_log drops them from log.jsonl.
+            writer.restart(self.first_step)
+            for entry in self._kept_validations:
+                for name in ("l1", "psnr"):
+                    writer.scalar(f"validation/{name}", entry["validation"][name], self.first_step)
+            writer.flush()
 
         def record(entry, scalars, at):
             if self.main:

@@ -6,6 +6,11 @@ of the data), each a serialized ``tensorflow.Event`` protocol buffer. The
 first event carries the file version; each scalar is an event with the step,
 the wall time and a ``Summary`` holding one ``simple_value``. Only those few
 protobuf fields are encoded here, by hand.
+
+A resumed run starts its file with ``restart(step)``: a ``SessionLog`` with
+status START at the resumed step. TensorBoard (file version 2) then drops
+the events of earlier files at that step or later: the steps a killed run
+logged after its last checkpoint, which the resumed run computes again.
 """
 import os
 import socket
@@ -63,6 +68,10 @@ class EventWriter:
         length = struct.pack("<Q", len(data))
         self.file.write(length + struct.pack("<I", _masked(crc32c(length))) + data
                         + struct.pack("<I", _masked(crc32c(data))))
+
+    def restart(self, step: int) -> None:
+        """SessionLog START at ``step``: TensorBoard forgets what earlier files logged at ``step`` or later."""
+        self._write(_event(step, time.time(), _field(7, b"\x08\x01")))  # Event.session_log {status: START}
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         value_message = _field(1, tag.encode("utf-8")) + b"\x15" + struct.pack("<f", float(value))
