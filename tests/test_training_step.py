@@ -151,3 +151,37 @@ def test_a_loss_scaled_step_lands_where_the_plain_one_does(reference, vgg, one_t
         step.train_step(model, optimizer, loss, batch_of(reference), 1_500_001, 1e-4, scaler=scaler)
         results.append({k: v.detach().clone() for k, v in model.named_parameters()})
     assert max(float((results[0][k] - results[1][k]).abs().max()) for k in results[0]) <= 1e-7
+
+
+# Autocast against the original's fp32 step. Bounds are about twice what was measured (2026-12-03, emulated
+# bf16/fp16 on a CPU without native kernels; the arithmetic is the same where they are native): bf16 keeps
+# 8 bits of mantissa, fp16 11, so the image and losses move by ~1e-2 / ~1e-3 and the gradients by more.
+# fp16's loss scale is what GradScaler would settle on for the case: at the early weights small gradients
+# underflow unscaled (worst 5.8e-2), at the late ones (style weight 40) a scale of 2^8 already overflows.
+AUTOCAST_CASES = [  # (precision, label, loss scale, image, total, worst gradient, median gradient)
+    ("bf16", "early", 1.0, 2.5e-2, 1e-2, 1.2e-1, 2e-2),
+    ("bf16", "late", 1.0, 2.5e-2, 1e-2, 1.2e-1, 2e-2),
+    ("fp16", "early", 2.0 ** 8, 4e-3, 2e-3, 1.5e-2, 4e-3),
+    ("fp16", "late", 1.0, 4e-3, 2e-3, 1.5e-2, 4e-3),
+]
+
+
+@pytest.mark.parametrize("precision, label, scale, image_bound, total_bound, worst_bound, median_bound",
+                         AUTOCAST_CASES)
+def test_an_autocast_step_stays_near_the_originals_fp32_step(reference, vgg, one_thread, precision, label, scale,
+                                                             image_bound, total_bound, worst_bound, median_bound):
+    model = build(reference)
+    weights = reference[f"{label}/weights"]
+    loss = step.WeightedLoss({name: optim.PiecewiseConstant.constant(float(w)) for name, w in zip(PARTS, weights)},
+                             vgg)
+    with torch.autocast("cpu", dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[precision]):
+        image, total, _ = step.forward_and_loss(model, loss, batch_of(reference), 0)
+    assert image.dtype == {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]  # autocast did run
+    (total * scale).backward()
+    want_image = reference[f"{label}/image"].transpose(0, 3, 1, 2)
+    assert np.abs(image.detach().float().numpy() - want_image).max() <= image_bound
+    assert relative(total.item(), reference[f"{label}/total"]) <= total_bound
+    params = by_tf_name(model)
+    errors = [relative(params[name].grad.numpy() / scale, in_torch_layout(g))
+              for name, g in variables(reference, f"{label}/grad/").items()]
+    assert all(np.isfinite(errors)) and max(errors) <= worst_bound and np.median(errors) <= median_bound
