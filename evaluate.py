@@ -170,9 +170,10 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.span > 2 and "recursive" in args.mode and args.span & (args.span - 1):
-        parser.error(f"--mode recursive makes frames at multiples of 1/2^D only: --span {args.span} needs "
-                     f"--mode direct or balanced, or a span that is a power of 2")
+    try:
+        runner.check_modes(args.mode, args.span)
+    except ValueError as error:
+        parser.error(str(error))
     return cli.run_reporting_errors(run, args)
 
 

@@ -78,6 +78,11 @@ class Example(NamedTuple):
     time: Fraction = Fraction(1, 2)
 
     @property
+    def files(self):
+        """The three frames' paths."""
+        return self.first, self.ground_truth, self.second
+
+    @property
     def window(self):
         """The two inputs: examples with the same window are made by one run of a schedule."""
         return self.first, self.second
@@ -188,9 +193,9 @@ def _require_folder(path: str, what: str) -> None:
 
 def _check_complete(examples: Sequence[Example], dataset: str) -> List[Example]:
     """Every file of every example exists; otherwise one line naming the first missing file."""
-    missing = list(dict.fromkeys(path for example in examples for path in example[1:4] if not os.path.isfile(path)))
+    missing = list(dict.fromkeys(path for example in examples for path in example.files if not os.path.isfile(path)))
     if missing:
-        incomplete = sum(1 for example in examples if any(not os.path.isfile(p) for p in example[1:4]))
+        incomplete = sum(1 for example in examples if any(not os.path.isfile(p) for p in example.files))
         raise DatasetError(f"{dataset}: {incomplete} of {len(examples)} examples are incomplete; "
                            f"missing {missing[0]}{f' and {len(missing) - 1} more files' if len(missing) > 1 else ''}")
     if not examples:

@@ -143,6 +143,5 @@ METRICS = {"l1": l1, "l2": l2, "ssim": ssim, "psnr": psnr}
 @torch.no_grad()
 def evaluate_metrics(prediction: torch.Tensor, target: torch.Tensor, ssim_sums: str = "exact") -> Dict[str, float]:
     """Every metric of ``METRIC_NAMES`` for one prediction and its ground truth, as Python floats."""
-    scores = {name: float(METRICS[name](prediction, target)) for name in METRIC_NAMES if name != "ssim"}
-    scores["ssim"] = float(ssim(prediction, target, sums=ssim_sums))
-    return {name: scores[name] for name in METRIC_NAMES}
+    functions = dict(METRICS, ssim=lambda p, t: ssim(p, t, sums=ssim_sums))
+    return {name: float(functions[name](prediction, target)) for name in METRIC_NAMES}

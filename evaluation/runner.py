@@ -95,14 +95,19 @@ class Setting:
         return "+".join(parts)
 
 
+def check_modes(modes: Sequence[str], span: int) -> None:
+    """ValueError unless every mode can make the frames of a window of ``span`` (recursive: span a power of 2)."""
+    if span > 2 and "recursive" in modes and span & (span - 1):
+        raise ValueError(f"--mode recursive makes frames at multiples of 1/2^D only: --span {span} needs "
+                         f"--mode direct or balanced, or a span that is a power of 2")
+
+
 def make_settings(precisions: Sequence[str], reuses: Sequence[bool], tiles: Sequence[Optional[int]],
                   paddings: Sequence[str], modes: Sequence[str] = (DEFAULT_MODE,), span: int = 2,
                   ssim_sums: str = "exact") -> List[Setting]:
     """Every combination, in the order given (precision slowest), without ones that run alike (for a
     triplet, span 2, every mode is the one midpoint)."""
-    if span > 2 and "recursive" in modes and span & (span - 1):
-        raise ValueError(f"--mode recursive makes the frames at multiples of 1/2^D only: it needs a --span that "
-                         f"is a power of 2, not {span}")
+    check_modes(modes, span)
     settings: Dict[str, Setting] = {}
     for precision, tile, padding, reuse, mode in itertools.product(precisions, tiles, paddings, reuses, modes):
         setting = Setting(precision, reuse if tile is None else False, tile, padding,
@@ -321,15 +326,15 @@ def evaluate(model_path: str, benchmark_name: str, examples: Sequence[datasets.E
                     (first, second, truths), first_frames = first_frames, None
                 else:
                     first, second, truths = datasets.load_window(window, benchmark)
+                targets = [runtime.image_to_tensor(truth) for truth in truths]
                 values: List[List[float]] = [[] for _ in window]
                 for setting in settings:
                     started = time.perf_counter()
                     predictions = evaluation.predict(setting, first, second, [example.time for example in window])
                     stats[setting.label].seconds += time.perf_counter() - started
                     stats[setting.label].examples += len(window)
-                    for example, truth, row in zip(window, truths, values):
-                        scores = metrics.evaluate_metrics(predictions[example.time], runtime.image_to_tensor(truth),
-                                                          setting.ssim_sums)
+                    for example, target, row in zip(window, targets, values):
+                        scores = metrics.evaluate_metrics(predictions[example.time], target, setting.ssim_sums)
                         row.extend(scores[name] for name in metrics.METRIC_NAMES)
                         if save_frames:
                             save_frame(save_frames, setting, example.key, predictions[example.time])
