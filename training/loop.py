@@ -309,6 +309,9 @@ class Run:
     def _open_log(self):
         path = os.path.join(self.settings.run_dir, LOG)
         kept = []
+        # The validation of the checkpoint's own step was logged before it was written: kept, and shown
+        # again in TensorBoard after the restart marker (which drops everything from that step on).
+        self._kept_validations = []
         if os.path.isfile(path):
             with open(path) as file:
                 for line in file:
@@ -316,13 +319,11 @@ class Run:
                         entry = json.loads(line)
                     except ValueError:
                         continue  # a line cut short by a kill
-                    if entry.get("step", 0) < self.first_step or (entry.get("step") == self.first_step
-                                                                   and "validation" in entry):
+                    at_checkpoint = entry.get("step") == self.first_step and "validation" in entry
+                    if entry.get("step", 0) < self.first_step or at_checkpoint:
                         kept.append(line if line.endswith("\n") else line + "\n")
-        # The validation of the checkpoint's own step was logged before it was written: kept, and shown
-        # again in TensorBoard after the restart marker (which drops everything from that step on).
-        entries = [json.loads(line) for line in kept]
-        self._kept_validations = [e for e in entries if "validation" in e and e["step"] == self.first_step]
+                    if at_checkpoint:
+                        self._kept_validations.append(entry)
         with open(path + ".tmp", "w") as file:
             file.writelines(kept)
         os.replace(path + ".tmp", path)
