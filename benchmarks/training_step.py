@@ -8,7 +8,7 @@ not depend on the weights' values, so without ``--vgg_file`` a VGG-19 with
 random weights at the real widths (64/128/256/512/512 channels for blocks
 1-5; conv1_1 ... conv5_2, the layers the losses run, as the reference's
 narrow file has) is written in MatConvNet's layout with ``write_vgg19_mat``
-(a small MATLAB level-5 writer, ``write_mat``) and read back through
+(``training.matlab.save``) and read back through
 ``training.vgg19`` as train.py reads the real file.
 
 Each precision runs in a child process of its own (so that its peak RSS,
@@ -25,12 +25,10 @@ import argparse
 import json
 import os
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from typing import Dict, List, Sequence
 
 import numpy as np
@@ -41,72 +39,13 @@ STYLE_CONFIG = dict(filters=64, flow_filters=(32, 64, 128, 256), flow_convs=(3, 
 QUICK_CONFIG = dict(filters=4, flow_filters=(4, 4, 8, 8), flow_convs=(3, 3, 3, 3))
 QUICK_WIDTHS = (8, 8, 12, 16, 16)
 
-# --------------------------------------------------------------------------- a MATLAB level-5 writer
-
-_MI_INT8, _MI_INT32, _MI_UINT16, _MI_UINT32, _MI_SINGLE, _MI_DOUBLE, _MI_MATRIX = 1, 5, 4, 6, 7, 9, 14
-_MX_CELL, _MX_STRUCT, _MX_CHAR, _MX_DOUBLE, _MX_SINGLE = 1, 2, 4, 6, 7
-
-
-def _element(kind: int, payload: bytes) -> bytes:
-    """A data element: tag (type, byte count) and the payload padded to 8 bytes."""
-    return struct.pack("<II", kind, len(payload)) + payload + b"\0" * (-len(payload) % 8)
-
-
-class Cell(list):
-    """A MATLAB cell array (a row: 1 x len)."""
-
-
-def _matrix(value, name: str = "") -> bytes:
-    """One miMATRIX element for a value: dict -> 1x1 struct, Cell -> 1xN cell, str -> char row,
-    numpy float32/float64 array -> single/double matrix (column-major), None -> empty double."""
-    def header(array_class: int, dims: Sequence[int]) -> bytes:
-        return (_element(_MI_UINT32, struct.pack("<II", array_class, 0))
-                + _element(_MI_INT32, struct.pack(f"<{len(dims)}i", *dims))
-                + _element(_MI_INT8, name.encode("ascii")))
-
-    if isinstance(value, dict):
-        length = max(len(key) for key in value) + 1
-        names = b"".join(key.encode("ascii").ljust(length, b"\0") for key in value)
-        body = header(_MX_STRUCT, (1, 1)) + _element(_MI_INT32, struct.pack("<i", length)) + _element(_MI_INT8, names)
-        body += b"".join(_matrix(field) for field in value.values())
-    elif isinstance(value, Cell):
-        body = header(_MX_CELL, (1, len(value))) + b"".join(_matrix(item) for item in value)
-    elif isinstance(value, str):
-        body = header(_MX_CHAR, (1, len(value))) + _element(_MI_UINT16, value.encode("utf-16-le"))
-    elif value is None:
-        body = header(_MX_DOUBLE, (0, 0)) + _element(_MI_DOUBLE, b"")
-    else:
-        array = np.asarray(value)
-        if array.dtype not in (np.float32, np.float64):
-            raise TypeError(f"write_mat writes float32/float64 arrays, not {array.dtype}")
-        dims = array.shape if array.ndim >= 2 else (1, array.size)
-        single = array.dtype == np.float32
-        data = np.asarray(array, "<f4" if single else "<f8").reshape(dims).tobytes(order="F")
-        body = header(_MX_SINGLE if single else _MX_DOUBLE, dims) + _element(_MI_SINGLE if single else _MI_DOUBLE,
-                                                                              data)
-    return _element(_MI_MATRIX, body)
-
-
-def write_mat(path: str, variables: Dict[str, object], compress: bool = False) -> None:
-    """A MATLAB level-5 file of ``variables`` (values as ``_matrix`` takes them); little-endian."""
-    text = b"MATLAB 5.0 MAT-file, written by benchmarks/training_step.py"
-    header = text.ljust(116, b" ") + b"\0" * 8 + struct.pack("<H", 0x0100) + b"IM"
-    with open(path, "wb") as file:
-        file.write(header)
-        for name, value in variables.items():
-            element = _matrix(value, name)
-            if compress:  # miCOMPRESSED (15): a zlib stream of the element, not padded
-                packed = zlib.compress(element)
-                element = struct.pack("<II", 15, len(packed)) + packed
-            file.write(element)
-
 
 def vgg19_layers(widths: Sequence[int] = REAL_WIDTHS, seed: int = 0) -> List[dict]:
     """MatConvNet's layers conv1_1, relu1_1, ... conv5_2, relu5_2 (32, with the pools), random weights.
 
     Kernels (3, 3, in, out) float32 with He-normal scale (so activations keep their size through the 14
     convolutions, as trained weights roughly do), biases (1, out)."""
-    from training import vgg19
+    from training import matlab, vgg19
     rng = np.random.default_rng(seed)
     layers, channels = [], 3
     for b, block in enumerate(vgg19.BLOCKS):
@@ -114,7 +53,7 @@ def vgg19_layers(widths: Sequence[int] = REAL_WIDTHS, seed: int = 0) -> List[dic
             out = widths[b]
             kernel = (rng.standard_normal((3, 3, channels, out)) * np.sqrt(2.0 / (9 * channels))).astype(np.float32)
             bias = (rng.standard_normal((1, out)) * 0.01).astype(np.float32)
-            layers.append({"name": name, "type": "conv", "weights": Cell([kernel, bias])})
+            layers.append({"name": name, "type": "conv", "weights": matlab.Cell([kernel, bias])})
             layers.append({"name": "relu" + name[4:], "type": "relu", "weights": None})
             channels = out
         if b < len(vgg19.BLOCKS) - 1:
@@ -123,7 +62,8 @@ def vgg19_layers(widths: Sequence[int] = REAL_WIDTHS, seed: int = 0) -> List[dic
 
 
 def write_vgg19_mat(path: str, widths: Sequence[int] = REAL_WIDTHS, seed: int = 0) -> str:
-    write_mat(path, {"layers": Cell(vgg19_layers(widths, seed))})
+    from training import matlab
+    matlab.save(path, {"layers": matlab.Cell(vgg19_layers(widths, seed))})
     return path
 
 

@@ -94,3 +94,22 @@ def test_compressed_mat_files_read_the_same(tmp_path):
     assert sorted(plain) == sorted(compressed)
     for name in plain:
         assert all(np.array_equal(a, b) for a, b in zip(plain[name], compressed[name]))
+
+
+def test_mat_files_written_here_read_back(tmp_path):
+    """training.matlab.save (the benchmark's real-width VGG-19) writes what the reader and vgg19 read: the
+    reference file's network, written again plainly and compressed, gives the same weights."""
+    reference = vgg19.read_conv_weights(str(TRAINING / "vgg19_narrow.mat"))
+    layers = []
+    for entry in matlab.load(str(TRAINING / "vgg19_narrow.mat"))["layers"].ravel():
+        layer = entry.ravel()[0]
+        weights = layer["weights"].ravel() if layer["weights"].dtype == object else None
+        layers.append({"name": layer["name"], "type": layer["type"],
+                       "weights": matlab.Cell(weights) if weights is not None and weights.size else None})
+    for compress in (False, True):
+        path = tmp_path / f"again_{compress}.mat"
+        matlab.save(str(path), {"layers": matlab.Cell(layers)}, compress=compress)
+        again = vgg19.read_conv_weights(str(path))
+        assert sorted(again) == sorted(reference)
+        for name in reference:
+            assert all(a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(reference[name], again[name]))

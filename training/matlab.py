@@ -1,4 +1,4 @@
-"""A reader for MATLAB level-5 ``.mat`` files: enough for MatConvNet's models, without SciPy.
+"""A reader (and a small writer) for MATLAB level-5 ``.mat`` files: enough for MatConvNet's models, without SciPy.
 
 The format (MathWorks, "MAT-File Format", level 5): a 128-byte header whose
 last two bytes give the byte order, then data elements, each an 8-byte tag
@@ -12,15 +12,24 @@ dimensions (at least 2, as MATLAB has them; column-major order undone),
 char arrays → ``str``, cell arrays → ``numpy`` object arrays of the cells,
 struct arrays → object arrays of ``dict`` (field name → value). Level 7.3
 files (HDF5) are not level 5 and are refused with ``MatFileError``.
+
+``save`` writes the same structures back (little-endian): ``dict`` → 1x1
+struct, ``Cell`` → 1xN cell, ``str`` → char row, float32/float64 arrays →
+single/double matrices, ``None`` → an empty double; enough to write a
+MatConvNet-layout network with other weights (benchmarks/training_step.py).
 """
+import struct
 import zlib
-from typing import Dict
+from typing import Dict, Sequence
 
 import numpy as np
 
 _NUMERIC_TYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 9: "f8", 12: "i8", 13: "u8"}
 _MI_MATRIX, _MI_COMPRESSED, _MI_UTF8, _MI_UTF16, _MI_UTF32 = 14, 15, 16, 17, 18
 _CELL, _STRUCT, _OBJECT, _CHAR, _SPARSE = 1, 2, 3, 4, 5
+# What the writer uses besides: element types and the array classes of single and double matrices.
+_MI_INT8, _MI_UINT16, _MI_INT32, _MI_UINT32, _MI_SINGLE, _MI_DOUBLE = 1, 4, 5, 6, 7, 9
+_DOUBLE_CLASS, _SINGLE_CLASS = 6, 7
 _CLASS_DTYPES = {6: "f8", 7: "f4", 8: "i1", 9: "u1", 10: "i2", 11: "u2", 12: "i4", 13: "u4", 14: "i8", 15: "u8"}
 
 
@@ -149,3 +158,59 @@ def load(path: str) -> Dict[str, object]:
         name, value = _matrix(payload, order)
         variables[name] = value
     return variables
+
+
+# --------------------------------------------------------------------------- writing
+
+
+class Cell(list):
+    """A MATLAB cell array to write (a row: 1 x len)."""
+
+
+def _element(kind: int, payload: bytes) -> bytes:
+    """A data element: tag (type, byte count) and the payload padded to 8 bytes."""
+    return struct.pack("<II", kind, len(payload)) + payload + b"\0" * (-len(payload) % 8)
+
+
+def _matrix_element(value, name: str = "") -> bytes:
+    """One miMATRIX element for a value (module docstring); numeric data column-major."""
+    def header(array_class: int, dims: Sequence[int]) -> bytes:
+        return (_element(_MI_UINT32, struct.pack("<II", array_class, 0))
+                + _element(_MI_INT32, struct.pack(f"<{len(dims)}i", *dims))
+                + _element(_MI_INT8, name.encode("ascii")))
+
+    if isinstance(value, dict):
+        length = max(len(key) for key in value) + 1
+        names = b"".join(key.encode("ascii").ljust(length, b"\0") for key in value)
+        body = header(_STRUCT, (1, 1)) + _element(_MI_INT32, struct.pack("<i", length)) + _element(_MI_INT8, names)
+        body += b"".join(_matrix_element(field) for field in value.values())
+    elif isinstance(value, Cell):
+        body = header(_CELL, (1, len(value))) + b"".join(_matrix_element(item) for item in value)
+    elif isinstance(value, str):
+        body = header(_CHAR, (1, len(value))) + _element(_MI_UINT16, value.encode("utf-16-le"))
+    elif value is None:
+        body = header(_DOUBLE_CLASS, (0, 0)) + _element(_MI_DOUBLE, b"")
+    else:
+        array = np.asarray(value)
+        if array.dtype not in (np.float32, np.float64):
+            raise TypeError(f"save writes float32/float64 arrays, not {array.dtype}")
+        dims = array.shape if array.ndim >= 2 else (1, array.size)
+        single = array.dtype == np.float32
+        data = np.asarray(array, "<f4" if single else "<f8").reshape(dims).tobytes(order="F")
+        body = (header(_SINGLE_CLASS if single else _DOUBLE_CLASS, dims)
+                + _element(_MI_SINGLE if single else _MI_DOUBLE, data))
+    return _element(_MI_MATRIX, body)
+
+
+def save(path: str, variables: Dict[str, object], compress: bool = False) -> None:
+    """A MATLAB level-5 file of ``variables`` (module docstring); ``compress``: each one zlib-compressed."""
+    text = b"MATLAB 5.0 MAT-file, written by training/matlab.py"
+    header = text.ljust(116, b" ") + b"\0" * 8 + struct.pack("<H", 0x0100) + b"IM"
+    with open(path, "wb") as file:
+        file.write(header)
+        for name, value in variables.items():
+            element = _matrix_element(value, name)
+            if compress:  # miCOMPRESSED: a zlib stream of the element, not padded
+                packed = zlib.compress(element)
+                element = struct.pack("<II", _MI_COMPRESSED, len(packed)) + packed
+            file.write(element)
