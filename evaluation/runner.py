@@ -29,7 +29,8 @@ Conventions, stated once for this module:
   any other setting than the original's (fp32, reuse, no tiles, no padding,
   exact SSIM sums), or more than one, each metric column is named
   ``<setting>:<metric>`` (e.g. ``bf16:psnr``), settings in the order given,
-  so that a file of other settings is never continued by mistake. Means are float32 means
+  so that a file of other settings is never continued by mistake. Means are
+  float32 means
   over every example row of the file (``np.mean``, as the original).
 - Resuming: rows are appended and flushed to disk one complete example at a
   time. A run finding its output file continues it: the title must be the
@@ -271,7 +272,7 @@ class Evaluation:
             if schedule.times[slot] in wanted:
                 made[schedule.times[slot]] = frame[:, :, top:top + height, left:left + width].float().cpu()
         missing = wanted.difference(made)
-        if missing:  # make_settings refuses the spans for which a mode cannot make every time
+        if missing:  # check_modes refuses the spans for which a mode cannot make every time
             raise ValueError(f"the {setting.mode} schedule made no frame at t = {min(missing)}")
         return made
 
