@@ -30,8 +30,8 @@ Conventions, stated once for this module:
   exact SSIM sums), or more than one, each metric column is named
   ``<setting>:<metric>`` (e.g. ``bf16:psnr``), settings in the order given,
   so that a file of other settings is never continued by mistake. Means are
-  float32 means
-  over every example row of the file (``np.mean``, as the original).
+  float32 means over every example row of the file (``np.mean``, as the
+  original).
 - Resuming: rows are appended and flushed to disk one complete example at a
   time. A run finding its output file continues it: the title must be the
   same (else it refuses), rows already there are skipped and kept, a last
